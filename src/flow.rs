@@ -1,0 +1,466 @@
+//! The Flow (one captured exchange), the events that describe it as it
+//! happens, and the FlowHub that fans them out to viewers and the store.
+//!
+//! Viewers subscribe to a `broadcast` channel: they may lag and skip, and the
+//! lag is counted. The store gets completed flows through a [`FlowSink`],
+//! which must never lose one (the storage layer spools on overflow). Nothing
+//! here ever waits: the proxy calls into the hub on its hot path.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Which listener saw the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Client → reverse listener (port 4000) → gateway or provider.
+    Reverse,
+    /// Forward proxy (port 8081): absolute-form, CONNECT, origin-form.
+    Forward,
+}
+
+impl Direction {
+    /// The lowercase name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reverse => "reverse",
+            Self::Forward => "forward",
+        }
+    }
+}
+
+/// The seed's classification: llm → mcp → other (localhost) → web.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficType {
+    Llm,
+    Mcp,
+    Web,
+    Other,
+}
+
+impl TrafficType {
+    /// All types, in display order.
+    pub const ALL: [Self; 4] = [Self::Llm, Self::Mcp, Self::Web, Self::Other];
+
+    /// The lowercase name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Llm => "llm",
+            Self::Mcp => "mcp",
+            Self::Web => "web",
+            Self::Other => "other",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for TrafficType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an exchange failed (stored in `error_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// TCP connect refused or unreachable.
+    Connect,
+    /// Name resolution failed.
+    Dns,
+    /// Upstream TLS handshake or certificate verification failed.
+    Tls,
+    /// Upstream did not answer in time.
+    Timeout,
+    /// Upstream reset or closed the connection mid-exchange.
+    Reset,
+    /// Malformed HTTP from either side.
+    Protocol,
+    /// The client went away before the exchange finished.
+    ClientAborted,
+}
+
+impl ErrorKind {
+    /// The snake-case name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+            Self::ClientAborted => "client_aborted",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Connect,
+            Self::Dns,
+            Self::Tls,
+            Self::Timeout,
+            Self::Reset,
+            Self::Protocol,
+            Self::ClientAborted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Header list in wire order; names lowercase, values lossy UTF-8, secrets
+/// already redacted (see `capture::redact`).
+pub type Headers = Vec<(String, String)>;
+
+/// One captured exchange: everything the seed's table needs, plus direction,
+/// session id and time to first byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    /// `trace_id`.
+    pub id: Uuid,
+    pub direction: Direction,
+    pub method: String,
+    /// Full URL (`scheme://host[:port]/path?query`).
+    pub url: String,
+    pub host: String,
+    /// Path with query.
+    pub path: String,
+    /// e.g. `HTTP/1.1`, `HTTP/2.0` (client side).
+    pub http_version: String,
+    pub request_headers: Headers,
+    /// Captured request body: content-decoded, cut at `max_body_size`.
+    #[serde(with = "b64")]
+    pub request_body: Bytes,
+    /// Full size of the request body as it crossed the wire.
+    pub request_body_size: u64,
+    pub request_content_type: Option<String>,
+    /// `None` until the response head arrives (or when the exchange failed first).
+    pub status_code: Option<u16>,
+    pub response_headers: Headers,
+    /// Captured response body: content-decoded, cut at `max_body_size`.
+    #[serde(with = "b64")]
+    pub response_body: Bytes,
+    /// Full size of the response body as it crossed the wire.
+    pub response_body_size: u64,
+    pub response_content_type: Option<String>,
+    pub start_time: DateTime<Utc>,
+    /// `None` while in flight.
+    pub end_time: Option<DateTime<Utc>>,
+    pub duration_ms: Option<f64>,
+    /// Time from request start to the first response byte (head).
+    pub ttfb_ms: Option<f64>,
+    pub client_ip: Option<String>,
+    pub server_ip: Option<String>,
+    pub server_port: Option<u16>,
+    pub is_https: bool,
+    pub error_message: Option<String>,
+    pub error_type: Option<ErrorKind>,
+    pub traffic_type: TrafficType,
+    /// From the `x-claude-code-session-id` request header; joins the two legs of one call.
+    pub session_id: Option<String>,
+}
+
+impl Flow {
+    /// A new in-flight flow with the request line filled in; everything else empty.
+    pub fn new(direction: Direction, method: &str, url: &str, host: &str, path: &str) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            direction,
+            method: method.to_string(),
+            url: url.to_string(),
+            host: host.to_string(),
+            path: path.to_string(),
+            http_version: "HTTP/1.1".into(),
+            request_headers: Vec::new(),
+            request_body: Bytes::new(),
+            request_body_size: 0,
+            request_content_type: None,
+            status_code: None,
+            response_headers: Vec::new(),
+            response_body: Bytes::new(),
+            response_body_size: 0,
+            response_content_type: None,
+            start_time: Utc::now(),
+            end_time: None,
+            duration_ms: None,
+            ttfb_ms: None,
+            client_ip: None,
+            server_ip: None,
+            server_port: None,
+            is_https: false,
+            error_message: None,
+            error_type: None,
+            traffic_type: TrafficType::Other,
+            session_id: None,
+        }
+    }
+
+    /// True once the exchange has ended (completed or failed).
+    pub fn is_complete(&self) -> bool {
+        self.end_time.is_some()
+    }
+
+    /// First value of a (lowercase) request header.
+    pub fn request_header(&self, name: &str) -> Option<&str> {
+        header(&self.request_headers, name)
+    }
+
+    /// First value of a (lowercase) response header.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        header(&self.response_headers, name)
+    }
+}
+
+/// First value of a header by lowercase name.
+pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What viewers see, in order, for each exchange.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FlowEvent {
+    /// Request head seen; the flow is pending (no response yet).
+    Started { flow: Arc<Flow> },
+    /// Response head arrived (status, headers, ttfb); body still streaming.
+    Responded { flow: Arc<Flow> },
+    /// A slice of the response body as it arrived (only for identity-encoded
+    /// bodies and only up to `max_body_size`), so a viewer can watch a stream.
+    ResponseChunk {
+        id: Uuid,
+        #[serde(with = "b64")]
+        data: Bytes,
+    },
+    /// The exchange ended, successfully or not: the final record.
+    Completed { flow: Arc<Flow> },
+}
+
+impl FlowEvent {
+    /// The flow this event is about.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Started { flow } | Self::Responded { flow } | Self::Completed { flow } => flow.id,
+            Self::ResponseChunk { id, .. } => *id,
+        }
+    }
+}
+
+/// Consumer of completed flows for durable storage. Implementations must not
+/// block and must not lose a flow (overflow goes to the disk spool).
+pub trait FlowSink: Send + Sync + 'static {
+    /// Hand over one completed flow.
+    fn submit(&self, flow: Arc<Flow>);
+}
+
+/// Live counters kept by the hub (read by `status` and the TUI header).
+#[derive(Debug, Default)]
+pub struct HubCounters {
+    /// Flows started.
+    pub started: AtomicU64,
+    /// Flows completed (success or failure).
+    pub completed: AtomicU64,
+    /// Completed flows that carried an error.
+    pub errors: AtomicU64,
+    /// Completed flows by traffic type, in [`TrafficType::ALL`] order.
+    pub by_type: [AtomicU64; 4],
+}
+
+/// A point-in-time copy of [`HubCounters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubSnapshot {
+    pub started: u64,
+    pub completed: u64,
+    pub in_flight: u64,
+    pub errors: u64,
+    pub llm: u64,
+    pub mcp: u64,
+    pub web: u64,
+    pub other: u64,
+}
+
+/// Fan-out point between the listeners and everyone who wants flows.
+#[derive(Clone)]
+pub struct FlowHub {
+    live: broadcast::Sender<Arc<FlowEvent>>,
+    sink: Arc<RwLock<Option<Arc<dyn FlowSink>>>>,
+    counters: Arc<HubCounters>,
+}
+
+impl fmt::Debug for FlowHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowHub")
+            .field("subscribers", &self.live.receiver_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlowHub {
+    /// A hub whose viewers may fall `capacity` events behind before skipping.
+    pub fn new(capacity: usize) -> Self {
+        let (live, _) = broadcast::channel(capacity.max(16));
+        Self {
+            live,
+            sink: Arc::new(RwLock::new(None)),
+            counters: Arc::new(HubCounters::default()),
+        }
+    }
+
+    /// Attach the durable store; completed flows go there from now on.
+    pub fn set_sink(&self, sink: Arc<dyn FlowSink>) {
+        if let Ok(mut s) = self.sink.write() {
+            *s = Some(sink);
+        }
+    }
+
+    /// A new live viewer. `RecvError::Lagged(n)` tells it how many it missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FlowEvent>> {
+        self.live.subscribe()
+    }
+
+    /// Request head seen.
+    pub fn started(&self, flow: Arc<Flow>) {
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        self.broadcast(FlowEvent::Started { flow });
+    }
+
+    /// Response head seen.
+    pub fn responded(&self, flow: Arc<Flow>) {
+        self.broadcast(FlowEvent::Responded { flow });
+    }
+
+    /// A live slice of a response body; skipped entirely when nobody watches.
+    pub fn response_chunk(&self, id: Uuid, data: Bytes) {
+        if self.live.receiver_count() > 0 {
+            self.broadcast(FlowEvent::ResponseChunk { id, data });
+        }
+    }
+
+    /// The exchange ended: count it, show it, store it.
+    pub fn completed(&self, flow: Arc<Flow>) {
+        let c = &self.counters;
+        c.completed.fetch_add(1, Ordering::Relaxed);
+        if flow.error_type.is_some() {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let idx = TrafficType::ALL
+            .iter()
+            .position(|t| *t == flow.traffic_type)
+            .unwrap_or(3);
+        c.by_type[idx].fetch_add(1, Ordering::Relaxed);
+        let sink = self.sink.read().ok().and_then(|s| s.clone());
+        if let Some(sink) = sink {
+            sink.submit(Arc::clone(&flow));
+        }
+        self.broadcast(FlowEvent::Completed { flow });
+    }
+
+    fn broadcast(&self, ev: FlowEvent) {
+        // No receivers is not an error: nobody is watching.
+        let _ = self.live.send(Arc::new(ev));
+    }
+
+    /// Current counters.
+    pub fn snapshot(&self) -> HubSnapshot {
+        let c = &self.counters;
+        let started = c.started.load(Ordering::Relaxed);
+        let completed = c.completed.load(Ordering::Relaxed);
+        HubSnapshot {
+            started,
+            completed,
+            in_flight: started.saturating_sub(completed),
+            errors: c.errors.load(Ordering::Relaxed),
+            llm: c.by_type[0].load(Ordering::Relaxed),
+            mcp: c.by_type[1].load(Ordering::Relaxed),
+            web: c.by_type[2].load(Ordering::Relaxed),
+            other: c.by_type[3].load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Bodies travel as base64 in JSON (control socket, fixtures).
+mod b64 {
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Collect(Mutex<Vec<Arc<Flow>>>);
+    impl FlowSink for Collect {
+        fn submit(&self, flow: Arc<Flow>) {
+            self.0.lock().expect("lock").push(flow);
+        }
+    }
+
+    #[tokio::test]
+    async fn hub_fans_out_and_counts() {
+        let hub = FlowHub::new(16);
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        hub.set_sink(sink.clone());
+        let mut rx = hub.subscribe();
+        let mut f = Flow::new(Direction::Forward, "GET", "http://a/", "a", "/");
+        f.traffic_type = TrafficType::Web;
+        hub.started(Arc::new(f.clone()));
+        f.end_time = Some(Utc::now());
+        hub.completed(Arc::new(f));
+        assert!(matches!(
+            &*rx.recv().await.expect("ev"),
+            FlowEvent::Started { .. }
+        ));
+        assert!(matches!(
+            &*rx.recv().await.expect("ev"),
+            FlowEvent::Completed { .. }
+        ));
+        assert_eq!(sink.0.lock().expect("lock").len(), 1);
+        let s = hub.snapshot();
+        assert_eq!((s.started, s.completed, s.web, s.in_flight), (1, 1, 1, 0));
+    }
+
+    #[test]
+    fn flow_event_json_roundtrip() {
+        let mut f = Flow::new(Direction::Reverse, "POST", "http://h/v1", "h", "/v1");
+        f.response_body = Bytes::from_static(b"\x00\xffbinary");
+        let ev = FlowEvent::Completed {
+            flow: Arc::new(f.clone()),
+        };
+        let json = serde_json::to_string(&ev).expect("ser");
+        let back: FlowEvent = serde_json::from_str(&json).expect("de");
+        match back {
+            FlowEvent::Completed { flow } => assert_eq!(*flow, f),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
