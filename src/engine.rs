@@ -46,3 +46,46 @@ pub struct GatewayStatus {
     pub port: u16,
     pub command: Vec<String>,
 }
+
+/// Which listeners an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `start --mitm`: reverse on `litellm.port` → gateway (or providers), forward on `mitm.port`.
+    Dual,
+    /// `mitm start`: the forward listener only.
+    Forward,
+}
+
+/// A running engine: listeners, hub, store writer, gateway child.
+pub struct Engine {
+    /// The hub every listener publishes into.
+    pub hub: crate::flow::FlowHub,
+}
+
+impl Engine {
+    /// Start everything for `mode`; returns once the listeners accept and storage is ready.
+    pub async fn start(_cfg: Arc<crate::config::Config>, _mode: Mode) -> anyhow::Result<Self> {
+        anyhow::bail!("the engine is not built yet")
+    }
+
+    /// A live feed for an in-process viewer.
+    pub fn feed(&self) -> tokio::sync::mpsc::Receiver<Feed> {
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        rx
+    }
+
+    /// Current status document.
+    pub fn status(&self) -> Option<EngineStatus> {
+        None
+    }
+
+    /// Graceful shutdown: stop accepting, flush the store, stop children.
+    pub async fn shutdown(self) {}
+}
+
+/// Attach to the running engine's control socket; `Ok(None)` when none runs.
+pub async fn attach(
+    _cfg: &crate::config::Config,
+) -> anyhow::Result<Option<tokio::sync::mpsc::Receiver<Feed>>> {
+    Ok(None)
+}

@@ -4,3 +4,4 @@
 pub mod classify;
 pub mod decode;
 pub mod redact;
+pub mod sanitize;

@@ -1,6 +1,8 @@
 //! Durable storage: the batch writer into PostgreSQL, the disk spool, the
 //! migrations, the managed local cluster and the read queries.
 
+pub mod query;
+
 use serde::{Deserialize, Serialize};
 
 use crate::cli::DbCommand;

@@ -1,0 +1,5 @@
+//! proxy benchmark.
+
+pub async fn run() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! store benchmark.
+
+pub async fn run() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! tui benchmark.
+
+pub async fn run() -> anyhow::Result<()> {
+    Ok(())
+}

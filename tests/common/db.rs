@@ -1,0 +1,1 @@
+//! A throwaway PostgreSQL database per test, from the managed-cluster code.

@@ -1,0 +1,1 @@
+//! Starting and stopping the ccproxy binary and engines for tests.
