@@ -83,3 +83,24 @@ pub fn serve_reverse(
     let _ = (listener, route, state);
     tokio::spawn(async move { shutdown.cancelled().await })
 }
+
+/// Stand-in until the `proxy` branch lands (the merge takes theirs): one line per completed flow on stderr.
+pub fn spawn_flow_log(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
+    let mut rx = hub.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                ev = rx.recv() => match ev {
+                    Ok(ev) => {
+                        if let crate::flow::FlowEvent::Completed { flow } = &*ev {
+                            eprintln!("{} {} {} {:?}", flow.traffic_type, flow.method, flow.url, flow.status_code);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+            }
+        }
+    })
+}

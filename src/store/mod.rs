@@ -49,3 +49,56 @@ pub struct StoreStats {
 pub async fn command(_cfg: &Config, _cmd: &DbCommand) -> anyhow::Result<i32> {
     anyhow::bail!("ccproxy db is not built yet")
 }
+
+// ---- stand-in until the `store` branch lands (the merge takes theirs) ----
+
+pub mod managed;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::flow::{Flow, FlowSink};
+
+/// Errors opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Placeholder variant.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Stand-in store: memory only.
+pub struct Store {
+    sink: Arc<NullSink>,
+}
+
+struct NullSink;
+
+impl FlowSink for NullSink {
+    fn submit(&self, _flow: Arc<Flow>) {}
+}
+
+impl Store {
+    /// Stand-in: memory only.
+    pub async fn open(_cfg: &Config) -> Result<Store, StoreError> {
+        Ok(Store {
+            sink: Arc::new(NullSink),
+        })
+    }
+
+    /// Where the hub sends completed flows.
+    pub fn sink(&self) -> Arc<dyn FlowSink> {
+        self.sink.clone()
+    }
+
+    /// Writer counters.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            source: "memory".into(),
+            ..StoreStats::default()
+        }
+    }
+
+    /// Flush and stop.
+    pub async fn shutdown(self, _deadline: Duration) {}
+}
