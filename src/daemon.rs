@@ -389,6 +389,13 @@ pub async fn status(cfg: &Config, args: &StatusArgs, mitm_only: bool) -> anyhow:
     }
     if !mitm_only {
         if let Liveness::Running(rec) = pidfile::check(&engine::gateway_lock_path(cfg)) {
+            if let Some(owner) = rec.owner {
+                eprintln!(
+                    "ccproxy is not running, but its gateway (pid {}) outlived engine pid {owner}: `ccproxy stop` cleans it up",
+                    rec.pid
+                );
+                return Ok(1);
+            }
             if args.json {
                 eprintln!(
                     "ccproxy: no capture engine runs (LiteLLM alone, pid {})",

@@ -295,3 +295,114 @@ async fn connect(path: &Path) -> Result<Option<UnixStream>, ControlError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Direction, Flow};
+
+    fn status() -> EngineStatus {
+        EngineStatus {
+            schema: 1,
+            pid: 7,
+            mode: "forward".into(),
+            started_at: chrono::Utc::now(),
+            forward: Some("127.0.0.1:1".into()),
+            reverse: None,
+            gateway: None,
+            storage: crate::store::StoreStats::default(),
+            flows: crate::flow::HubSnapshot::default(),
+        }
+    }
+
+    fn flow(i: usize) -> Arc<Flow> {
+        Arc::new(Flow::new(
+            Direction::Forward,
+            "GET",
+            &format!("http://h/{i}"),
+            "h",
+            &format!("/{i}"),
+        ))
+    }
+
+    #[test]
+    fn wire_lines_round_trip() {
+        let items = [
+            Feed::Event(Arc::new(FlowEvent::Completed { flow: flow(1) })),
+            Feed::Lagged(42),
+            Feed::Status(Box::new(status())),
+        ];
+        for item in items {
+            let line = encode(&item).expect("encode");
+            assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+            match (decode(line.trim_end()).expect("decode"), &item) {
+                (Feed::Event(a), Feed::Event(b)) => assert_eq!(a.id(), b.id()),
+                (Feed::Lagged(a), Feed::Lagged(b)) => assert_eq!(a, *b),
+                (Feed::Status(a), Feed::Status(b)) => assert_eq!(a, *b),
+                (got, want) => panic!("{got:?} != {want:?}"),
+            }
+        }
+    }
+
+    /// A viewer that never reads costs the hub nothing: publishing never
+    /// waits, and the viewer learns how much it missed.
+    #[tokio::test]
+    async fn a_slow_subscriber_is_dropped_behind_not_waited_for() {
+        let hub = FlowHub::new(64);
+        let shutdown = CancellationToken::new();
+        let mut feed = pump(hub.subscribe(), Arc::new(status), shutdown.clone());
+        for i in 0..(FEED_QUEUE * 4) {
+            hub.started(flow(i));
+            if i % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut missed = 0;
+        let mut events = 0;
+        while let Ok(Some(item)) =
+            tokio::time::timeout(Duration::from_millis(500), feed.recv()).await
+        {
+            match item {
+                Feed::Lagged(n) => missed += n,
+                Feed::Event(_) => events += 1,
+                Feed::Status(_) => {}
+            }
+        }
+        assert!(missed > 0, "the slow viewer was told it missed events");
+        assert_eq!(missed + events, (FEED_QUEUE * 4) as u64);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn socket_status_and_subscribe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.sock");
+        let listener = bind(&path).expect("bind");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let hub = FlowHub::new(64);
+        let shutdown = CancellationToken::new();
+        let server = serve(listener, hub.clone(), Arc::new(status), shutdown.clone());
+        let st = request_status(&path).await.expect("io").expect("answer");
+        assert_eq!(st.pid, 7);
+        let mut feed = subscribe(&path).await.expect("io").expect("engine");
+        // Publish until the subscription is live (it attaches asynchronously).
+        let want = flow(9).id;
+        let got = loop {
+            hub.started(Arc::new(Flow {
+                id: want,
+                ..(*flow(9)).clone()
+            }));
+            match tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
+                Ok(Some(Feed::Event(ev))) => break ev.id(),
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => panic!("feed closed"),
+            }
+        };
+        assert_eq!(got, want);
+        shutdown.cancel();
+        let _ = server.await;
+        let missing = dir.path().join("none.sock");
+        assert!(request_status(&missing).await.expect("io").is_none());
+    }
+}
