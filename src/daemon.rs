@@ -182,14 +182,17 @@ async fn detach(cli: &Cli, cfg: &Config, args: &EngineArgs) -> anyhow::Result<i3
             .context("cannot watch the background engine")?
         {
             let tail = log_since(&log_path, log_start, 20);
-            return Err(ExitError::new(
-                1,
-                format!(
+            // The engine's own one-line error (the same as in the foreground) says it best.
+            let message = match tail.rfind("ccproxy: ") {
+                Some(i) if i == 0 || tail.as_bytes()[i - 1] == b'\n' => {
+                    tail[i + "ccproxy: ".len()..].trim_end().to_string()
+                }
+                _ => format!(
                     "the engine exited ({status}) before it was ready; {} says:\n{tail}",
                     log_path.display()
                 ),
-            )
-            .into());
+            };
+            return Err(ExitError::new(1, message).into());
         }
         if let Ok(Some(st)) = control::request_status(&socket).await {
             if st.pid == pid {
@@ -230,7 +233,7 @@ fn already_running(rec: &pidfile::PidRecord) -> ExitError {
     ExitError::new(
         1,
         format!(
-            "ccproxy is already running (pid {}, {}): stop it with `ccproxy stop`, or see `ccproxy status`",
+            "an engine is already running in this home (pid {}, {}): stop it with `ccproxy stop`, or see `ccproxy status`",
             rec.pid,
             rec.mode.as_deref().unwrap_or("unknown mode")
         ),
@@ -247,7 +250,7 @@ async fn start_gateway_alone(cfg: &Config, detach: bool) -> anyhow::Result<i32> 
         return Err(ExitError::new(
             1,
             format!(
-                "LiteLLM is already running (pid {}): stop it with `ccproxy stop`",
+                "LiteLLM is already running in this home (pid {}): stop it with `ccproxy stop`",
                 rec.pid
             ),
         )

@@ -86,7 +86,7 @@ impl Mode {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// Another engine holds `ccproxy.lock`.
-    #[error("ccproxy is already running (pid {pid}, {mode}): stop it with `ccproxy stop`, or see `ccproxy status`")]
+    #[error("an engine is already running in this home (pid {pid}, {mode}): stop it with `ccproxy stop`, or see `ccproxy status`")]
     AlreadyRunning { pid: u32, mode: String },
     /// A listener could not bind, or the CA could not be set up.
     #[error(transparent)]

@@ -17,6 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+/// A database URL on loopback port 1: refused immediately.
+pub const UNREACHABLE_DB: &str = "postgresql://ccproxy@127.0.0.1:1/ccproxy_unreachable";
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ccproxy"))
@@ -155,6 +158,11 @@ impl TestHome {
         ] {
             c.env_remove(k);
         }
+        // Storage is not what these tests look at: a database that refuses
+        // at once keeps the engine from creating a cluster per test home
+        // (the store spools and retries instead).
+        c.env("CCPROXY_DATABASE_URL", UNREACHABLE_DB);
+        c.env_remove("DATABASE_URL");
         c.stdin(Stdio::null());
         c
     }
