@@ -413,11 +413,14 @@ impl Store {
 
 /// Delete flows older than `age`, in batches of [`PRUNE_BATCH`] rows so no lock is held long.
 pub async fn prune(client: &Client, age: Duration) -> Result<u64, StoreError> {
-    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
-    let cutoff = chrono::Utc::now()
-        .naive_utc()
-        .checked_sub_signed(age)
-        .unwrap_or(chrono::NaiveDateTime::MIN);
+    // Older than anything PostgreSQL can store means "nothing to delete".
+    let floor = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default();
+    let cutoff = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| chrono::Utc::now().naive_utc().checked_sub_signed(age))
+        .map_or(floor, |c| c.max(floor));
     let stmt = client
         .prepare(&format!(
             "DELETE FROM {TABLE} WHERE ctid = ANY(ARRAY(\
@@ -462,7 +465,111 @@ async fn retention_task(
     }
 }
 
-/// `ccproxy db …`.
-pub async fn command(_cfg: &Config, _cmd: &DbCommand) -> anyhow::Result<i32> {
-    anyhow::bail!("ccproxy db is not built yet")
+/// `ccproxy db …`: migrate, url, status, prune.
+pub async fn command(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let target = resolve(cfg).await?.ok_or(StoreError::NoDatabase)?;
+    let url = target.url().to_string();
+    if matches!(cmd, DbCommand::Url) {
+        println!("{url}");
+        return Ok(0);
+    }
+    if let DbCommand::Status = cmd {
+        return status(cfg, &target).await;
+    }
+    let mut client = connect(&url)
+        .await
+        .map_err(StoreError::Db)
+        .with_context(|| {
+            format!(
+                "cannot connect to {}; check that the server runs and the URL is right",
+                redact_url(&url)
+            )
+        })?;
+    match cmd {
+        DbCommand::Migrate => {
+            let n = migrate::migrate(&mut client).await?;
+            let v = migrate::current_version(&client).await?.unwrap_or(0);
+            println!("applied {n} migration(s); schema version {v}");
+        }
+        DbCommand::Prune(args) => {
+            migrate::check_columns(&client).await?;
+            let n = prune(&client, args.older_than).await?;
+            println!(
+                "deleted {n} flow(s) older than {}",
+                humantime::format_duration(args.older_than)
+            );
+        }
+        DbCommand::Url | DbCommand::Status => {}
+    }
+    Ok(0)
+}
+
+async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
+    let url = target.url();
+    println!("database: {}", redact_url(url));
+    match target {
+        Target::Url(_) => println!("source:   configured URL"),
+        Target::Managed(m) => {
+            println!("source:   managed cluster in {}", m.cluster_dir.display());
+            if !m.cluster_dir.starts_with(&cfg.home) {
+                println!(
+                    "          (not in {}: the postgres user cannot enter it, or the socket path would be too long)",
+                    cfg.home.display()
+                );
+            }
+            println!("log:      {}", m.cluster_dir.join("server.log").display());
+        }
+    }
+    let spool_dir = cfg.home_path("spool");
+    let segments = spool::list_segments(&spool_dir).unwrap_or_default();
+    let spool_bytes: u64 = segments
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "spool:    {} segment(s), {spool_bytes} bytes in {}",
+        segments.len(),
+        spool_dir.display()
+    );
+    let client = match connect(url).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("server:   unreachable ({})", describe(&e));
+            return Ok(1);
+        }
+    };
+    let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    println!("server:   PostgreSQL {version}, up");
+    let schema = migrate::current_version(&client).await?;
+    let latest = migrate::latest_version();
+    match schema {
+        Some(v) if v >= latest => println!("schema:   version {v} (current)"),
+        Some(v) => println!("schema:   version {v}; run `ccproxy db migrate` for {latest}"),
+        None => println!("schema:   none; run `ccproxy db migrate`"),
+    }
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('\"CCProxy_HttpTraces\"') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if exists {
+        let r = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), pg_size_pretty(pg_total_relation_size('{t}')) FROM {t}",
+                    t = row::TABLE
+                ),
+                &[],
+            )
+            .await?;
+        let rows: i64 = r.get(0);
+        let size: String = r.get(1);
+        println!("rows:     {rows}");
+        println!("size:     {size} (table, indexes and TOAST)");
+    }
+    Ok(0)
 }

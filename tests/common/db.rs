@@ -165,7 +165,7 @@ pub async fn own_cluster() -> OwnCluster {
 impl OwnCluster {
     /// `pg_ctl stop -m immediate`: the server dies without a checkpoint.
     pub fn kill(&self) {
-        self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
+        self.pg_ctl(&["stop", "-s", "-m", "immediate", "-w"]);
     }
 
     /// Start it again (the managed code's own start path).
