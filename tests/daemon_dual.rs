@@ -59,7 +59,6 @@ fn gateway_environment_points_at_the_forward_listener_and_the_ca() {
 }
 
 #[test]
-#[ignore = "needs the proxy listeners (branch `proxy`)"]
 fn both_legs_of_one_call_are_captured_and_share_the_session_id() {
     let provider = Provider::start();
     let home = TestHome::with_gateway(&provider.url(), Some(&provider.ca_file));

@@ -89,7 +89,6 @@ fn sigterm_is_forwarded_to_the_child() {
 }
 
 #[test]
-#[ignore = "needs the proxy listeners (branch `proxy`)"]
 fn curl_and_python_urllib_are_captured_through_run() {
     let provider = Provider::start();
     let home = TestHome::new(&Setup {
