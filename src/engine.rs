@@ -396,13 +396,8 @@ impl Engine {
         }
         let store = self.shared.store.lock().ok().and_then(|mut s| s.take());
         if let Some(store) = store {
-            let managed = store.stats().source == "managed";
+            // Also stops the managed database when this store started it.
             store.shutdown(STORE_DEADLINE).await;
-            if managed {
-                if let Err(e) = crate::store::managed::stop(&self.cfg).await {
-                    tracing::warn!(error = %e, "could not stop the managed database");
-                }
-            }
         }
         let pid = std::process::id();
         if matches!(pidfile::read(&self.lock), Ok(Some(r)) if r.pid == pid) {

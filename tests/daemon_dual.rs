@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::engine::{Provider, Subscriber, TestHome};
+use common::engine::{Provider, Setup, Subscriber, TestHome};
 
 #[test]
 fn gateway_environment_points_at_the_forward_listener_and_the_ca() {
@@ -61,7 +61,15 @@ fn gateway_environment_points_at_the_forward_listener_and_the_ca() {
 #[test]
 fn both_legs_of_one_call_are_captured_and_share_the_session_id() {
     let provider = Provider::start();
-    let home = TestHome::with_gateway(&provider.url(), Some(&provider.ca_file));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt.block_on(common::db::fresh_db());
+    let home = TestHome::new(&Setup {
+        database_url: Some(db.url.clone()),
+        ..Setup::gateway(&provider.url(), Some(&provider.ca_file))
+    });
     home.start(&["start", "--mitm", "-d"]);
     let mut feed = Subscriber::connect(&home);
 
@@ -106,4 +114,23 @@ fn both_legs_of_one_call_are_captured_and_share_the_session_id() {
 
     let st = home.status().expect("status");
     assert_eq!(st["flows"]["completed"], 2);
+    assert_eq!(st["storage"]["state"], "connected", "{st}");
+
+    // Stopping flushes the writer; both legs are then joinable in SQL.
+    assert!(home.run(&["stop"]).status.success());
+    let rows = rt.block_on(async {
+        let client = ccproxy::store::connect(&db.url).await.expect("connect");
+        client
+            .query(
+                "SELECT direction, host FROM \"CCProxy_HttpTraces\" WHERE session_id = $1 ORDER BY direction",
+                &[&session],
+            )
+            .await
+            .expect("query")
+    });
+    let legs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(legs.len(), 2, "{legs:?}");
+    assert_eq!(legs[0].0, "forward");
+    assert_eq!(legs[0].1, "127.0.0.2");
+    assert_eq!(legs[1].0, "reverse");
 }

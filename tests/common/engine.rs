@@ -70,6 +70,8 @@ pub struct TestHome {
     pub forward: u16,
     /// Reverse listener port (`litellm.port`).
     pub reverse: u16,
+    /// `CCPROXY_DATABASE_URL` for every command (default: [`UNREACHABLE_DB`]).
+    pub database_url: String,
 }
 
 /// What goes in the config beyond the ports.
@@ -83,6 +85,20 @@ pub struct Setup<'a> {
     pub upstream_ca: Option<&'a Path>,
     /// Extra lines under `ccproxy.litellm` (e.g. `environment`), indented 4.
     pub gateway_extra: &'a str,
+    /// A real database for the engine (default: one that refuses at once).
+    pub database_url: Option<String>,
+}
+
+impl<'a> Setup<'a> {
+    /// The stand-in gateway forwarding to `api_base`.
+    pub fn gateway(api_base: &str, upstream_ca: Option<&'a Path>) -> Self {
+        Self {
+            gateway: Some(vec!["python3".into(), fake_gateway().display().to_string()]),
+            api_base: Some(api_base.to_string()),
+            upstream_ca,
+            ..Setup::default()
+        }
+    }
 }
 
 impl TestHome {
@@ -127,6 +143,10 @@ impl TestHome {
             dir,
             forward,
             reverse,
+            database_url: setup
+                .database_url
+                .clone()
+                .unwrap_or_else(|| UNREACHABLE_DB.to_string()),
         }
     }
 
@@ -161,7 +181,7 @@ impl TestHome {
         // Storage is not what these tests look at: a database that refuses
         // at once keeps the engine from creating a cluster per test home
         // (the store spools and retries instead).
-        c.env("CCPROXY_DATABASE_URL", UNREACHABLE_DB);
+        c.env("CCPROXY_DATABASE_URL", &self.database_url);
         c.env_remove("DATABASE_URL");
         c.stdin(Stdio::null());
         c
