@@ -301,3 +301,55 @@ fn logs_show_the_engine_log() {
     assert!(text.contains("ccproxy.log"), "{text}");
     assert!(text.contains("engine ready"), "{text}");
 }
+
+#[test]
+fn start_without_mitm_runs_the_gateway_alone_on_the_litellm_port() {
+    let home = TestHome::with_gateway("https://127.0.0.2:9", None);
+    let out = home.run(&["start", "-d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("127.0.0.1:{}", home.reverse)),
+        "{}",
+        stdout(&out)
+    );
+    let rec = std::fs::read_to_string(home.file("litellm.lock")).expect("litellm.lock");
+    let pid: u32 = rec
+        .lines()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .expect("pid");
+    assert!(pid_alive(pid));
+    std::net::TcpStream::connect(("127.0.0.1", home.reverse)).expect("gateway accepts");
+    assert!(!home.file("ccproxy.lock").exists(), "no engine runs");
+
+    let human = home.run(&["status"]);
+    assert_eq!(human.status.code(), Some(0));
+    assert!(
+        stdout(&human).contains("LiteLLM running alone"),
+        "{}",
+        stdout(&human)
+    );
+    assert_eq!(
+        home.run(&["status", "--json"]).status.code(),
+        Some(1),
+        "no engine document"
+    );
+    assert_eq!(home.run(&["mitm", "status"]).status.code(), Some(1));
+
+    let again = home.run(&["start", "-d"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already running"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The seed's basic workflow: the forward proxy beside it, then stop both.
+    home.start(&["mitm", "start", "-d"]);
+    assert_eq!(home.status().expect("engine")["mode"], "forward");
+    assert!(home.run(&["mitm", "stop"]).status.success());
+    assert!(pid_alive(pid), "mitm stop leaves the gateway");
+    assert!(home.run(&["stop"]).status.success());
+    assert!(wait_gone(pid, Duration::from_secs(5)));
+    assert!(!home.file("litellm.lock").exists());
+}
