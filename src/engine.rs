@@ -273,6 +273,7 @@ impl Engine {
                     }
                 };
                 tracing::info!(pid = gw.pid, port = gw.port, command = %gw.argv.join(" "), "gateway ready");
+                warn_if_session_header_dropped(&launch);
                 let route = ReverseRoute::Fixed(format!("http://127.0.0.1:{}", gw.port));
                 gateway = Some(gw);
                 mode_name = "dual-gateway";
@@ -342,7 +343,12 @@ impl Engine {
                 });
             }
         }
-        tracing::info!(mode = mode_name, forward = %forward_addr, reverse = ?reverse_addr, "engine ready");
+        tracing::info!(
+            mode = mode_name,
+            forward = %forward_addr,
+            reverse = %reverse_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            "engine ready"
+        );
         Ok(engine)
     }
 
@@ -449,6 +455,24 @@ fn gateway_launch(
         lock: gateway_lock_path(cfg),
         owner: Some(std::process::id()),
     })
+}
+
+/// LiteLLM passes `x-*` client headers (so `x-claude-code-session-id`, which
+/// joins the two legs of a call) on to providers only for the model groups
+/// listed in `litellm_settings.model_group_settings.forward_client_headers_to_llm_api`.
+/// Say so once when a LiteLLM config does not mention it.
+fn warn_if_session_header_dropped(launch: &Launch) {
+    let is_litellm = launch.command.iter().any(|a| a.contains("litellm"));
+    let mentions = std::fs::read_to_string(&launch.config)
+        .is_ok_and(|text| text.contains("forward_client_headers_to_llm_api"));
+    if is_litellm && !mentions {
+        tracing::info!(
+            config = %launch.config.display(),
+            "LiteLLM drops x-claude-code-session-id unless the model group is listed under \
+             litellm_settings.model_group_settings.forward_client_headers_to_llm_api; \
+             without it the forward leg of a call has no session id to join on"
+        );
+    }
 }
 
 /// A gateway left behind by an engine that died without shutting down
