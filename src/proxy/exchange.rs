@@ -193,6 +193,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+    // We answer `Expect: 100-continue` to the client ourselves (hyper does,
+    // once the body is read); the upstream gets the body straight away.
+    headers.remove(header::EXPECT);
     headers.remove("proxy-connection");
     headers.remove("keep-alive");
     if headers
