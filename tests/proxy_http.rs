@@ -450,3 +450,32 @@ async fn curl_large_upload_with_expect_continue() {
     assert_eq!(f.request_body_size, 200_000);
     assert!(f.error_type.is_none(), "{:?}", f.error_message);
 }
+
+#[tokio::test]
+async fn excluded_host_over_plain_http_is_forwarded_but_not_recorded() {
+    let upstream = echo(Arc::default()).await;
+    let mut proxy = up::start_proxy(
+        None,
+        |c| c.mitm.excluded_hosts = vec!["localhost".into()],
+        ProxyOptions::default(),
+    )
+    .await;
+    let client = up::client_via(&proxy.url(), &[]);
+    let text = client
+        .get(format!("http://localhost:{}/private", upstream.addr.port()))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(text, "GET /private ");
+    client
+        .get(format!("http://{}/public", upstream.addr))
+        .send()
+        .await
+        .expect("send");
+    let f = proxy.completed().await;
+    assert_eq!(f.path, "/public");
+    assert_eq!(proxy.hub.snapshot().started, 1);
+}

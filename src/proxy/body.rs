@@ -71,6 +71,19 @@ impl<B: Body + Unpin> TeeBody<B> {
         tee
     }
 
+    /// Forward only: no flow, no copy (excluded hosts).
+    pub fn passthrough(inner: B) -> Self {
+        Self {
+            inner,
+            side: Side::Request,
+            record: None,
+            buf: BytesMut::new(),
+            limit: 0,
+            total: 0,
+            live: false,
+        }
+    }
+
     fn feed(&mut self, data: &Bytes) {
         self.total += data.len() as u64;
         let room = self.limit.saturating_sub(self.buf.len());
