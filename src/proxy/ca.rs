@@ -282,7 +282,7 @@ impl CertAuthority {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "ccproxy");
-        params.is_ca = IsCa::NoCa;
+        params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -415,9 +415,12 @@ fn write_new_ca(tmp: &Path) -> Result<(), CaError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
+    // A per-installation suffix: two ccproxy CAs in one trust store must not
+    // share a name, or path building tries the wrong one.
+    let id = uuid::Uuid::new_v4().simple().to_string();
     params
         .distinguished_name
-        .push(DnType::CommonName, "ccproxy CA");
+        .push(DnType::CommonName, format!("ccproxy CA {}", &id[..8]));
     params
         .distinguished_name
         .push(DnType::OrganizationName, "ccproxy");
