@@ -221,3 +221,40 @@ async fn prune_deletes_old_rows_in_batches() {
     assert_eq!(pruned, 11_000);
     assert_eq!(count(&db.url).await, 1_000);
 }
+
+#[tokio::test]
+async fn reader_pages_newest_first_and_since_oldest_first() {
+    let db = fresh_db().await;
+    let mut c = store::connect(&db.url).await.expect("connect");
+    migrate::migrate(&mut c).await.expect("migrate");
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let flows: Vec<Arc<Flow>> = (0..25)
+        .map(|i| {
+            let mut f = sample_flow(i);
+            f.start_time = base + chrono::Duration::seconds(i as i64);
+            Arc::new(f)
+        })
+        .collect();
+    store::writer::copy_flows(c, &flows).await.expect("write");
+    let reader = store::query::Reader::from_url(&db.url)
+        .await
+        .expect("reader");
+    let first = reader.page(None, 10).await.expect("page");
+    let ids: Vec<_> = first.iter().map(|f| f.id).collect();
+    let want: Vec<_> = flows.iter().rev().take(10).map(|f| f.id).collect();
+    assert_eq!(ids, want);
+    let next = reader
+        .page(Some(first[9].start_time), 10)
+        .await
+        .expect("page 2");
+    assert_eq!(next[0].id, flows[14].id);
+    let since = reader
+        .since(Some(flows[20].start_time), 100)
+        .await
+        .expect("since");
+    assert_eq!(
+        since.iter().map(|f| f.id).collect::<Vec<_>>(),
+        flows[20..].iter().map(|f| f.id).collect::<Vec<_>>()
+    );
+    assert_eq!(reader.since(None, 100).await.expect("all").len(), 25);
+}
