@@ -83,15 +83,25 @@ async fn a_thousand_flows_land_exactly_once_with_every_field() {
         assert_eq!(body, want.response_body.to_vec());
         let size: i32 = r.get("response_body_size");
         assert_eq!(size as u64, want.response_body_size);
-        let model: Option<String> = c
+        let extras = c
             .query_one(
-                r#"SELECT model FROM "CCProxy_HttpTraces" WHERE trace_id = $1"#,
+                r#"SELECT model, input_tokens, output_tokens, direction, session_id
+                   FROM "CCProxy_HttpTraces" WHERE trace_id = $1"#,
                 &[&want.id.to_string()],
             )
             .await
-            .expect("model")
-            .get(0);
-        assert_eq!(model.as_deref(), Some("claude-sonnet-4"));
+            .expect("extras");
+        assert_eq!(
+            extras.get::<_, Option<String>>(0).as_deref(),
+            Some("claude-sonnet-4")
+        );
+        assert_eq!(extras.get::<_, Option<i32>>(1), Some(1000 + i as i32));
+        assert_eq!(extras.get::<_, Option<i32>>(2), Some(7));
+        assert_eq!(
+            extras.get::<_, Option<String>>(3).as_deref(),
+            Some(want.direction.as_str())
+        );
+        assert_eq!(extras.get::<_, Option<String>>(4), want.session_id);
     }
     // Headers are a JSON object keyed by lowercase name, repeats joined.
     let accept: String = c
