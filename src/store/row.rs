@@ -323,7 +323,9 @@ pub struct Usage {
     pub output: Option<i32>,
 }
 
+/// Field names are the providers'.
 #[derive(serde::Deserialize, Default)]
+#[allow(clippy::struct_field_names)]
 struct UsageJson {
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
