@@ -4,6 +4,7 @@
 //! here) and with single-row INSERTs (what the original did). Each method
 //! writes into a fresh database with the full schema and its five indexes.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -11,11 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use ccproxy::config::{Config, Overrides};
 use ccproxy::flow::{Direction, Flow, TrafficType};
 use ccproxy::store::managed::{self, Tuning};
 use ccproxy::store::row::{column_list, RowValues, COLUMNS, TABLE};
 use ccproxy::store::{self, migrate, Store};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 
 /// Rows per method (`CCPROXY_BENCH_ROWS` overrides).
 const DEFAULT_ROWS: usize = 20_000;
@@ -33,7 +37,10 @@ pub async fn run() -> anyhow::Result<()> {
             "no PostgreSQL server binaries: install postgresql to run the store benchmark"
         );
     };
-    let result = measure(&home, &m.url, rows).await;
+    let mut result = measure(&home, &m.url, rows).await;
+    if result.is_ok() {
+        result = proxy_storage_on_off(&home, &m.url).await;
+    }
     let cluster = m.cluster_dir.clone();
     let stop = tokio::task::spawn_blocking(move || managed::stop_managed(&m)).await;
     if let Ok(Err(e)) = stop {
@@ -303,4 +310,152 @@ fn realistic(i: usize) -> Flow {
     f.traffic_type = TrafficType::Llm;
     f.session_id = Some(format!("{:08x}", i / 50));
     f
+}
+
+// ------------------------------------------------- proxy with storage on/off
+
+/// Seconds per measured window (`CCPROXY_BENCH_SECS`, default 2).
+fn window() -> Duration {
+    Duration::from_secs_f64(
+        std::env::var("CCPROXY_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2.0),
+    )
+}
+
+/// The same in-process forward proxy with and without the store attached,
+/// alternating windows (off, on, off, on) so drift hits both sides alike.
+async fn proxy_storage_on_off(home: &Path, admin_url: &str) -> anyhow::Result<()> {
+    use tokio_util::sync::CancellationToken;
+    let shutdown = CancellationToken::new();
+    let upstream = llm_upstream(shutdown.clone()).await?;
+    let url = fresh(admin_url, "bench_proxy").await?;
+
+    let mut cfg = config(home, &url, 1000)?;
+    cfg.mitm.port = 0;
+    let cfg = Arc::new(cfg);
+    let hub_off = ccproxy::flow::FlowHub::new(1024);
+    let hub_on = ccproxy::flow::FlowHub::new(1024);
+    let st = Store::open(&cfg).await?;
+    hub_on.set_sink(st.sink());
+    let mut proxies = Vec::new();
+    for hub in [hub_off, hub_on] {
+        let state = ccproxy::proxy::ProxyState::new(Arc::clone(&cfg), hub)?;
+        let l = ccproxy::proxy::bind("127.0.0.1", 0).await?;
+        proxies.push(l.local_addr()?);
+        ccproxy::proxy::serve_forward(l, state, shutdown.clone());
+    }
+    let body = Bytes::from(realistic(1).request_body.to_vec());
+    let win = window();
+    let (mut off, mut on) = (0.0, 0.0);
+    for round in 0..4 {
+        let which = round % 2;
+        let rps = load(proxies[which], upstream, &body, 16, win).await?;
+        if which == 0 {
+            off += rps / 2.0;
+        } else {
+            on += rps / 2.0;
+        }
+    }
+    wait_written(&st).await;
+    let s = st.stats();
+    st.shutdown(Duration::from_secs(30)).await;
+    shutdown.cancel();
+    println!("proxy (forward, plain HTTP, ~2 KB request / ~3 KB response, 16 connections):");
+    println!("  storage off {off:>10.0} req/s");
+    println!(
+        "  storage on  {on:>10.0} req/s  ({:.0}% of off; target >= 90%)",
+        100.0 * on / off
+    );
+    println!(
+        "  store during the run: {} written, {} spooled, {} replayed, {} dropped",
+        s.written, s.spooled, s.replayed, s.dropped
+    );
+    Ok(())
+}
+
+async fn wait_written(st: &Store) {
+    for _ in 0..600 {
+        let s = st.stats();
+        if s.queued == 0 && s.spool_bytes == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An upstream answering every POST with a ~3 KB JSON message.
+async fn llm_upstream(shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<SocketAddr> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let reply = Bytes::from(realistic(2).response_body.to_vec());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                a = l.accept() => match a { Ok(a) => a, Err(_) => continue },
+                () = shutdown.cancelled() => return,
+            };
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let reply = reply.clone();
+                        async move {
+                            let _ = req.into_body().collect().await;
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(reply))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Requests/s through `proxy` with `conns` keep-alive connections for `win`.
+async fn load(
+    proxy: SocketAddr,
+    upstream: SocketAddr,
+    body: &Bytes,
+    conns: usize,
+    win: Duration,
+) -> anyhow::Result<f64> {
+    let until = Instant::now() + win;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(proxy).await?;
+            tcp.set_nodelay(true)?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let req = hyper::Request::post(format!("http://{upstream}/v1/messages"))
+                    .header("host", upstream.to_string())
+                    .header("content-type", "application/json")
+                    .header("x-api-key", "sk-ant-api03-benchmarkkey0000")
+                    .header("anthropic-version", "2023-06-01")
+                    .header("user-agent", "claude-cli/1.0.83 (external, cli)")
+                    .header("x-claude-code-session-id", "bench")
+                    .header("x-padding", "p".repeat(700))
+                    .body(Full::new(body.clone()))?;
+                let resp = send.send_request(req).await?;
+                let _ = resp.into_body().collect().await?;
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / win.as_secs_f64())
 }
