@@ -35,7 +35,7 @@ async fn next_status(
             Ok(Some(Feed::Status(st))) => return *st,
             Ok(Some(_)) => {}
             Ok(None) => panic!("feed closed"),
-            Err(_) => panic!("no status within 30 s"),
+            Err(elapsed) => panic!("no status: {elapsed}"),
         }
     }
 }
@@ -84,18 +84,6 @@ async fn attach_to_a_detached_engine_streams_its_flows() {
         upstream_ca: Some(&provider.ca_file),
         ..Setup::default()
     });
-    let cfg = config(home.path(), home.forward);
-    assert!(
-        engine::attach(&cfg).await.expect("attach").is_none(),
-        "nothing runs yet"
-    );
-    // Rewrite the test home's config with the provider CA (config() replaced it).
-    drop(cfg);
-    let home = TestHome::new(&Setup {
-        upstream_ca: Some(&provider.ca_file),
-        ..Setup::default()
-    });
-    home.start(&["mitm", "start", "-d"]);
     let cfg = Config::load_with(
         &Overrides {
             home: Some(home.path().to_path_buf()),
@@ -104,6 +92,11 @@ async fn attach_to_a_detached_engine_streams_its_flows() {
         &|_| None,
     )
     .expect("load");
+    assert!(
+        engine::attach(&cfg).await.expect("attach").is_none(),
+        "nothing runs yet"
+    );
+    home.start(&["mitm", "start", "-d"]);
     let mut feed = engine::attach(&cfg)
         .await
         .expect("attach")
@@ -133,7 +126,7 @@ async fn attach_to_a_detached_engine_streams_its_flows() {
             }
             Ok(Some(_)) => {}
             Ok(None) => panic!("feed closed"),
-            Err(_) => panic!("no completed flow within 30 s"),
+            Err(elapsed) => panic!("no completed flow: {elapsed}"),
         }
     };
     assert_eq!(flow.path, "/attached");
