@@ -77,7 +77,7 @@ pub async fn proxy(
         &host,
         &path,
     );
-    flow.http_version = format!("{:?}", parts.version);
+    flow.http_version = version_name(parts.version).to_string();
     flow.request_headers = capture_headers(&parts.headers, &cfg.redact_headers);
     flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
     flow.client_ip = Some(conn.client.ip().to_string());
@@ -145,6 +145,17 @@ pub async fn proxy(
     parts.version = Version::HTTP_11;
     let body = TeeBody::new(body, Side::Response, record, cfg.capture_bodies, live);
     Response::from_parts(parts, ProxyBody::Upstream(body))
+}
+
+/// `HTTP/1.1`, `HTTP/2.0`… as stored in the flow.
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// An excluded host over plain HTTP: forwarded, nothing recorded.
