@@ -1,5 +1,7 @@
 //! The terminal UI: live flows and keyboard-driven inspection.
 
+pub mod filter;
+
 use crate::cli::Cli;
 
 /// `ccproxy tui`: attach to the running engine, or start one in-process.
