@@ -1,6 +1,8 @@
 //! The terminal UI: live flows and keyboard-driven inspection.
 
+pub mod body;
 pub mod filter;
+pub mod sse;
 
 use crate::cli::Cli;
 
