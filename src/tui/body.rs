@@ -30,6 +30,7 @@ pub enum BodyMode {
 
 impl BodyMode {
     /// The next mode for `m`.
+    #[must_use]
     pub fn next(self) -> Self {
         match self {
             Self::Json => Self::Sse,
@@ -318,7 +319,8 @@ fn line_slice<'a>(text: &'a str, starts: &[usize], i: usize) -> &'a str {
         return "";
     };
     let end = starts.get(i + 1).map_or(text.len(), |e| e - 1);
-    text.get(start..end.max(start)).unwrap_or("")
+    let line = text.get(start..end.max(start)).unwrap_or("");
+    line.strip_suffix('\n').unwrap_or(line)
 }
 
 /// At most `width` characters of `s` (never more work than that).

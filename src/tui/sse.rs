@@ -160,8 +160,10 @@ pub struct Message {
     pub blocks: Vec<Block>,
     /// Stop / finish reason or final status.
     pub stop: Option<String>,
-    /// Token usage, when the stream reports it.
+    /// Token usage, when the stream reports it (`in N · out M`).
     pub usage: Option<String>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
     /// An error event's message.
     pub error: Option<String>,
     /// True once the stream said it is done.
@@ -223,12 +225,32 @@ impl Message {
         &mut self.blocks[idx]
     }
 
+    /// Merge a usage object: later events (Anthropic `message_delta`) carry
+    /// only some counts, so each count keeps its last known value.
+    fn count_usage(&mut self, u: Option<&Value>) {
+        let Some(u) = u.and_then(Value::as_object) else {
+            return;
+        };
+        let get = |names: &[&str]| names.iter().find_map(|n| u.get(*n).and_then(Value::as_u64));
+        self.input_tokens = get(&["input_tokens", "prompt_tokens"]).or(self.input_tokens);
+        self.output_tokens = get(&["output_tokens", "completion_tokens"]).or(self.output_tokens);
+        if self.input_tokens.is_none() && self.output_tokens.is_none() {
+            return;
+        }
+        let show = |x: Option<u64>| x.map_or_else(|| "?".to_string(), |n| n.to_string());
+        self.usage = Some(format!(
+            "in {} · out {}",
+            show(self.input_tokens),
+            show(self.output_tokens)
+        ));
+    }
+
     fn anthropic(&mut self, ty: &str, v: &Value) {
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match ty {
             "message_start" => {
                 self.model = str_at(v, "/message/model");
-                self.usage = usage(v.pointer("/message/usage"));
+                self.count_usage(v.pointer("/message/usage"));
             }
             "content_block_start" => {
                 let cb = v.get("content_block").unwrap_or(&Value::Null);
@@ -269,9 +291,7 @@ impl Message {
                 if let Some(s) = str_at(v, "/delta/stop_reason") {
                     self.stop = Some(s);
                 }
-                if let Some(u) = usage(v.get("usage")) {
-                    self.usage = Some(u);
-                }
+                self.count_usage(v.get("usage"));
             }
             "message_stop" => self.done = true,
             _ => {}
@@ -282,9 +302,7 @@ impl Message {
         if self.model.is_none() {
             self.model = str_at(v, "/model");
         }
-        if let Some(u) = usage(v.get("usage")) {
-            self.usage = Some(u);
-        }
+        self.count_usage(v.get("usage"));
         let Some(choice) = v.pointer("/choices/0") else {
             return;
         };
@@ -378,7 +396,7 @@ impl Message {
             }
             "response.completed" | "response.failed" | "response.incomplete" => {
                 self.stop = str_at(v, "/response/status");
-                self.usage = usage(v.pointer("/response/usage"));
+                self.count_usage(v.pointer("/response/usage"));
                 self.done = true;
             }
             _ => {}
@@ -390,18 +408,6 @@ fn str_at(v: &Value, pointer: &str) -> Option<String> {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .map(str::to_string)
-}
-
-fn usage(u: Option<&Value>) -> Option<String> {
-    let u = u?.as_object()?;
-    let get = |names: &[&str]| names.iter().find_map(|n| u.get(*n).and_then(Value::as_u64));
-    let input = get(&["input_tokens", "prompt_tokens"]);
-    let output = get(&["output_tokens", "completion_tokens"]);
-    if input.is_none() && output.is_none() {
-        return None;
-    }
-    let show = |x: Option<u64>| x.map_or_else(|| "?".to_string(), |n| n.to_string());
-    Some(format!("in {} · out {}", show(input), show(output)))
 }
 
 /// Parser and message together: the state behind the SSE body view.
@@ -505,7 +511,7 @@ mod tests {
         );
         assert_eq!(m.blocks[2].text, "{\"city\": \"Paris\"}");
         assert_eq!(m.stop.as_deref(), Some("tool_use"));
-        assert_eq!(m.usage.as_deref(), Some("in ? · out 42"));
+        assert_eq!(m.usage.as_deref(), Some("in 12 · out 42"));
         assert!(m.done);
     }
 
