@@ -435,3 +435,24 @@ fn history_prepends_older_flows_and_keeps_selection() {
         Some("POST")
     );
 }
+
+#[test]
+fn body_budget_drops_the_oldest_bodies_first() {
+    let mut app = App::new("attached", false, t0());
+    app.body_budget = 1_000;
+    for f in fixtures() {
+        let f = Arc::new(f);
+        app.update(event(FlowEvent::Completed { flow: f }));
+    }
+    assert!(app.body_bytes() <= 1_000, "{}", app.body_bytes());
+    // The oldest (the 1.8 KB LLM exchange) lost its bodies, the newest kept theirs.
+    assert!(app
+        .visible_entry(0)
+        .is_some_and(|e| e.trimmed && e.flow.response_body.is_empty()));
+    assert!(app
+        .visible_entry(5)
+        .is_some_and(|e| !e.trimmed && !e.flow.response_body.is_empty()));
+    select(&mut app, 0);
+    app.update(Action::Open);
+    assert!(draw(&mut app).contains("not kept in memory"));
+}

@@ -19,6 +19,8 @@ use crate::flow::{Flow, FlowEvent, TrafficType};
 
 /// Largest live body kept per in-flight flow (the completed flow carries the final copy).
 const MAX_LIVE_BODY: usize = 64 << 20;
+/// Body bytes the list keeps in memory by default; older bodies beyond it are dropped.
+pub const BODY_BUDGET: usize = 64 << 20;
 /// Flows asked for per history page.
 pub const HISTORY_PAGE: i64 = 500;
 
@@ -136,6 +138,22 @@ pub struct Entry {
     pub flow: Arc<Flow>,
     /// Response bytes received live while in flight.
     pub live: Vec<u8>,
+    /// The bodies were dropped to stay within the memory budget.
+    pub trimmed: bool,
+}
+
+impl Entry {
+    fn new(flow: Arc<Flow>) -> Self {
+        Self {
+            flow,
+            live: Vec::new(),
+            trimmed: false,
+        }
+    }
+}
+
+fn body_len(f: &Flow) -> usize {
+    f.request_body.len() + f.response_body.len()
 }
 
 /// History loading state.
@@ -190,6 +208,10 @@ pub struct App {
     pub source: String,
     effects: Vec<Effect>,
     pub quit: bool,
+    /// Most body bytes held; the oldest completed flows lose their bodies beyond it.
+    pub body_budget: usize,
+    body_bytes: usize,
+    body_order: VecDeque<Uuid>,
     /// Set by the renderers: first row shown, rows and columns available.
     pub table_offset: Cell<usize>,
     pub table_height: Cell<usize>,
@@ -236,6 +258,9 @@ impl App {
             source: source.to_string(),
             effects: Vec::new(),
             quit: false,
+            body_budget: BODY_BUDGET,
+            body_bytes: 0,
+            body_order: VecDeque::new(),
             table_offset: Cell::new(0),
             table_height: Cell::new(10),
             body_height: Cell::new(10),
@@ -490,6 +515,8 @@ impl App {
                 self.visible.clear();
                 self.selected = None;
                 self.counts = [0; 4];
+                self.body_bytes = 0;
+                self.body_order.clear();
                 self.focus = Focus::List;
                 self.doc = None;
                 self.history.exhausted = true;
@@ -543,6 +570,9 @@ impl App {
         let passes = self.filter.matches(&flow);
         if let Some(&i) = self.index.get(&flow.id) {
             let old = std::mem::replace(&mut self.entries[i].flow, Arc::clone(&flow));
+            self.entries[i].trimmed = false;
+            self.body_bytes =
+                self.body_bytes - body_len(&old).min(self.body_bytes) + body_len(&flow);
             let old_i = type_index(old.traffic_type);
             self.counts[old_i] = self.counts[old_i].saturating_sub(1);
             self.counts[type_index(flow.traffic_type)] += 1;
@@ -553,21 +583,59 @@ impl App {
                 (Err(p), true) => self.visible.insert(p, i),
                 _ => {}
             }
+            self.enforce_budget();
             return;
         }
         let i = self.entries.len();
         self.counts[type_index(flow.traffic_type)] += 1;
         self.index.insert(flow.id, i);
-        self.entries.push(Entry {
-            flow,
-            live: Vec::new(),
-        });
+        self.body_bytes += body_len(&flow);
+        self.body_order.push_back(flow.id);
+        self.entries.push(Entry::new(flow));
+        self.enforce_budget();
         if passes {
             self.visible.push(i);
         }
         if self.follow || self.selected.is_none() {
             self.select_last();
         }
+    }
+
+    /// Drop the bodies of the oldest completed flows until the budget holds.
+    fn enforce_budget(&mut self) {
+        let keep = self.selected;
+        let mut skipped = Vec::new();
+        while self.body_bytes > self.body_budget {
+            let Some(id) = self.body_order.pop_front() else {
+                break;
+            };
+            let Some(&i) = self.index.get(&id) else {
+                continue;
+            };
+            let entry = &mut self.entries[i];
+            if !entry.flow.is_complete() || Some(i) == keep {
+                skipped.push(id);
+                continue;
+            }
+            let size = body_len(&entry.flow);
+            if size == 0 {
+                continue;
+            }
+            let mut light = Flow::clone(&entry.flow);
+            light.request_body = Bytes::new();
+            light.response_body = Bytes::new();
+            entry.flow = Arc::new(light);
+            entry.trimmed = true;
+            self.body_bytes -= size.min(self.body_bytes);
+        }
+        for id in skipped.into_iter().rev() {
+            self.body_order.push_front(id);
+        }
+    }
+
+    /// Body bytes held right now.
+    pub fn body_bytes(&self) -> usize {
+        self.body_bytes
     }
 
     fn tick(&mut self, now: DateTime<Utc>) {
@@ -748,10 +816,7 @@ impl App {
         let mut older: Vec<Entry> = flows
             .into_iter()
             .filter(|f| !self.index.contains_key(&f.id))
-            .map(|f| Entry {
-                flow: Arc::new(f),
-                live: Vec::new(),
-            })
+            .map(|f| Entry::new(Arc::new(f)))
             .collect();
         if older.is_empty() {
             self.history.exhausted = true;
@@ -760,8 +825,10 @@ impl App {
         }
         older.sort_by_key(|e| e.flow.start_time);
         let k = older.len();
-        for e in &older {
+        for e in older.iter().rev() {
             self.counts[type_index(e.flow.traffic_type)] += 1;
+            self.body_bytes += body_len(&e.flow);
+            self.body_order.push_front(e.flow.id);
         }
         older.append(&mut self.entries);
         self.entries = older;
@@ -777,6 +844,7 @@ impl App {
         if self.selected.is_none() {
             self.select_last();
         }
+        self.enforce_budget();
         self.notice = Some(format!("loaded {k} stored flows"));
     }
 }

@@ -129,7 +129,9 @@ fn head_lines(entry: &Entry, tab: Tab) -> Vec<Line<'static>> {
     let mut out = vec![first];
     out.extend(header_table(headers));
     let mut sep = format!("── body {}", human_size(size));
-    if cut < size {
+    if entry.trimmed {
+        sep.push_str(" (not kept in memory: over the TUI body budget; `ccproxy export` has it)");
+    } else if cut < size {
         let _ = write!(sep, " (captured {})", human_size(cut));
     }
     if tab == Tab::Response && !f.is_complete() {
