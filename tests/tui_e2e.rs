@@ -216,6 +216,11 @@ async fn tui_shows_filters_and_opens_live_flows() {
     tmux(&["send-keys", "-t", &session.0, "Tab"]);
     wait_for(&session.0, "the timing tab", |s| s.contains("first byte")).await;
     tmux(&["send-keys", "-t", &session.0, "Escape"]);
+    // A key sent right after Escape would arrive as Alt+key: wait for the list first.
+    wait_for(&session.0, "the list again", |s| {
+        !s.contains("Timing & connection")
+    })
+    .await;
 
     // Filter: a bare word matching one URL, then an error.
     tmux(&["send-keys", "-t", &session.0, "/"]);
@@ -241,6 +246,10 @@ async fn tui_shows_filters_and_opens_live_flows() {
     })
     .await;
     tmux(&["send-keys", "-t", &session.0, "Escape"]);
+    wait_for(&session.0, "the help to close", |s| {
+        !s.contains("export the filtered flows as HAR")
+    })
+    .await;
 
     tmux(&["send-keys", "-t", &session.0, "Q"]);
     wait_for(&session.0, "the TUI to exit", |s| !s.contains("Flows 2/2")).await;

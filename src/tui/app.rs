@@ -202,6 +202,7 @@ pub struct App {
     samples: VecDeque<(DateTime<Utc>, u64)>,
     pub rate: f64,
     pub notice: Option<String>,
+    notice_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
     pub history: History,
     /// Where the feed comes from (`attached`, `in-process`).
@@ -250,6 +251,7 @@ impl App {
             samples: VecDeque::new(),
             rate: 0.0,
             notice: None,
+            notice_at: now,
             now,
             history: History {
                 available: history,
@@ -504,7 +506,7 @@ impl App {
                     .map(|e| Arc::clone(&e.flow))
                     .collect();
                 if flows.is_empty() {
-                    self.notice = Some("nothing to export: no flow passes the filter".into());
+                    self.say("nothing to export: no flow passes the filter");
                 } else {
                     self.effects.push(Effect::ExportHar(flows));
                 }
@@ -521,7 +523,7 @@ impl App {
                 self.doc = None;
                 self.history.exhausted = true;
                 self.table_offset.set(0);
-                self.notice = Some("list cleared".into());
+                self.say("list cleared");
             }
             Action::CycleMode => {
                 if self.focus == Focus::Detail {
@@ -534,7 +536,7 @@ impl App {
             }
             Action::Quit => self.quit = true,
             Action::History { flows, exhausted } => self.merge_history(flows, exhausted),
-            Action::Notice(n) => self.notice = Some(n),
+            Action::Notice(n) => self.say(n),
         }
     }
 
@@ -638,8 +640,16 @@ impl App {
         self.body_bytes
     }
 
+    fn say(&mut self, text: impl Into<String>) {
+        self.notice = Some(text.into());
+        self.notice_at = self.now;
+    }
+
     fn tick(&mut self, now: DateTime<Utc>) {
         self.now = now;
+        if self.notice.is_some() && (now - self.notice_at).num_seconds() >= 8 {
+            self.notice = None;
+        }
         self.samples.push_back((now, self.started));
         while self
             .samples
@@ -691,7 +701,7 @@ impl App {
             self.history.loading = true;
             let before = self.entries.first().map(|e| e.flow.start_time);
             self.effects.push(Effect::LoadOlder { before });
-            self.notice = Some("loading older flows…".into());
+            self.say("loading older flows…");
         }
     }
 
@@ -767,14 +777,14 @@ impl App {
                 .detail_rows()
                 .saturating_sub(self.body_height.get().max(1));
             self.scroll = target.saturating_sub(2).min(max);
-            self.notice = Some(format!(
+            self.say(format!(
                 "match {}/{} for “{}”",
                 self.hit + 1,
                 self.hits.len(),
                 self.search
             ));
         } else if !self.search.is_empty() {
-            self.notice = Some(format!("no match for “{}”", self.search));
+            self.say(format!("no match for “{}”", self.search));
         }
     }
 
@@ -791,7 +801,7 @@ impl App {
             return;
         };
         if bytes.is_empty() {
-            self.notice = Some("this body is empty: nothing to save".into());
+            self.say("this body is empty: nothing to save");
             return;
         }
         let ext = match BodyMode::detect(ct, &bytes) {
@@ -820,7 +830,7 @@ impl App {
             .collect();
         if older.is_empty() {
             self.history.exhausted = true;
-            self.notice = Some("no older flows stored".into());
+            self.say("no older flows stored");
             return;
         }
         older.sort_by_key(|e| e.flow.start_time);
@@ -845,7 +855,7 @@ impl App {
             self.select_last();
         }
         self.enforce_budget();
-        self.notice = Some(format!("loaded {k} stored flows"));
+        self.say(format!("loaded {k} stored flows"));
     }
 }
 

@@ -55,13 +55,17 @@ pub fn render_bar(f: &mut Frame, app: &App, area: Rect) {
 
 /// Keys that apply now, and the latest notice.
 pub fn render_footer(f: &mut Frame, app: &App, area: Rect) {
-    let mut spans = vec![Span::styled(
+    let mut spans = Vec::new();
+    if let Some(n) = &app.notice {
+        spans.push(Span::styled(
+            format!(" {}", clean(n)),
+            Style::new().fg(Color::Yellow),
+        ));
+        spans.push(Span::raw(" │"));
+    }
+    spans.push(Span::styled(
         format!(" {}", keymap::hints(app)),
         Style::new().fg(Color::DarkGray),
-    )];
-    if let Some(n) = &app.notice {
-        spans.push(Span::raw(" │ "));
-        spans.push(Span::styled(clean(n), Style::new().fg(Color::Yellow)));
-    }
+    ));
     f.render_widget(Line::from(spans), area);
 }
