@@ -1,12 +1,159 @@
 //! Durable storage: the batch writer into PostgreSQL, the disk spool, the
 //! migrations, the managed local cluster and the read queries.
+//!
+//! [`Store::open`] picks the database (`CCPROXY_DATABASE_URL`, then
+//! `DATABASE_URL`, then config `database_url`, then the managed local
+//! cluster, else memory only), and starts the writer, the spool overflow task and the retention task. The
+//! proxy hands completed flows to [`Store::sink`] and never waits on it.
 
+pub mod managed;
+pub mod migrate;
 pub mod query;
+pub mod row;
+pub mod spool;
+pub mod writer;
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
 
 use crate::cli::DbCommand;
 use crate::config::Config;
+use crate::flow::{Flow, FlowSink};
+use spool::{SharedSpool, Spool};
+use writer::{Shared, StoreSink, Writer};
+
+/// Errors of the storage subsystem; each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error (or the connection failed).
+    #[error("database error: {}", describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+    /// A migration file failed to apply.
+    #[error("migration {name} failed: {}; fix the database or run `ccproxy db migrate` again", describe(.source))]
+    Migration {
+        name: String,
+        source: tokio_postgres::Error,
+    },
+    /// The table does not have the shape the writer needs.
+    #[error("{0}")]
+    Schema(String),
+    /// The managed local cluster could not be created, started or stopped.
+    #[error("managed database: {0}")]
+    Managed(String),
+    /// The spool directory is unusable.
+    #[error("spool {path}: {source}; check that the ccproxy home is writable")]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// No database is configured and no server binaries exist.
+    #[error("no database: set DATABASE_URL (or database_url in the config), or install the PostgreSQL server (e.g. apt install postgresql) for a managed local one")]
+    NoDatabase,
+}
+
+/// One line for a database error, with the server's detail when there is one.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}
+
+/// Open a session (no TLS: unix sockets and local servers); the connection
+/// task runs in the background until the client is dropped.
+pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("ccproxy");
+    }
+    let (client, conn) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A URL with its password replaced by `***` (for status and logs).
+pub fn redact_url(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .map(|r| ("postgres://", r))
+        .or_else(|| {
+            url.strip_prefix("postgresql://")
+                .map(|r| ("postgresql://", r))
+        })
+    {
+        let (scheme, rest) = rest;
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{scheme}{}:***{}", &rest[..colon], &rest[at..]);
+            }
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***".to_string()
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Which database a command or the store uses.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A configured server (`CCPROXY_DATABASE_URL`, `DATABASE_URL`, `database_url`).
+    Url(String),
+    /// The managed local cluster (running).
+    Managed(managed::Managed),
+}
+
+impl Target {
+    /// The connection string.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Url(u) => u,
+            Self::Managed(m) => &m.url,
+        }
+    }
+
+    /// `url` or `managed`.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "url",
+            Self::Managed(_) => "managed",
+        }
+    }
+}
+
+/// The configured database, or the managed cluster started on demand;
+/// `Ok(None)` when there is neither (memory only).
+pub async fn resolve(cfg: &Config) -> Result<Option<Target>, StoreError> {
+    if let Some(url) = &cfg.mitm.database_url {
+        return Ok(Some(Target::Url(url.clone())));
+    }
+    Ok(managed::ensure_running(cfg).await?.map(Target::Managed))
+}
 
 /// Where stored flows go right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -45,7 +192,384 @@ pub struct StoreStats {
     pub last_error: Option<String>,
 }
 
-/// `ccproxy db …`.
-pub async fn command(_cfg: &Config, _cmd: &DbCommand) -> anyhow::Result<i32> {
-    anyhow::bail!("ccproxy db is not built yet")
+/// The storage subsystem of a running engine.
+pub struct Store {
+    shared: Arc<Shared>,
+    sink: Arc<dyn FlowSink>,
+    queue: Option<mpsc::WeakSender<Arc<Flow>>>,
+    database: Option<String>,
+    source: &'static str,
+    stop: watch::Sender<Option<std::time::Instant>>,
+    stop_overflow: watch::Sender<Option<std::time::Instant>>,
+    writer: Option<JoinHandle<()>>,
+    overflow: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<()>>,
+    managed: Option<managed::Managed>,
+}
+
+/// Memory-only mode: flows are shown, not stored.
+struct DiscardSink;
+
+impl FlowSink for DiscardSink {
+    fn submit(&self, _flow: Arc<Flow>) {}
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("source", &self.source)
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Resolve the database (`CCPROXY_DATABASE_URL` > `DATABASE_URL` > config
+    /// `database_url` > managed local cluster > memory only, said once), migrate,
+    /// start the writer, the spool replayer and the retention task. A database
+    /// that is down is not an error: rows spool and the writer retries.
+    pub async fn open(cfg: &Config) -> Result<Store, StoreError> {
+        let (url, source, managed) = match &cfg.mitm.database_url {
+            Some(url) => (url.clone(), "url", None),
+            None => match managed::ensure_running(cfg).await {
+                Ok(Some(m)) => (m.url.clone(), "managed", Some(m)),
+                Ok(None) => return Ok(Self::memory_only()),
+                Err(e) => {
+                    // Keep the rows: spool now, the writer retries the socket.
+                    tracing::error!("{e}");
+                    let loc = managed::locate(&cfg.home)?;
+                    (loc.url(managed::DATABASE), "managed", None)
+                }
+            },
+        };
+        let spool_dir = cfg.home_path("spool");
+        let spool = Spool::open(&spool_dir, cfg.mitm.spool_max_bytes).map_err(|source| {
+            StoreError::Spool {
+                path: spool_dir.clone(),
+                source,
+            }
+        })?;
+        let shared = Arc::new(Shared::default());
+        shared.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+        let spool: SharedSpool = Arc::new(Mutex::new(spool));
+
+        let client = match connect(&url).await {
+            Ok(mut client) => match migrate::migrate(&mut client).await {
+                Ok(_) => Some(client),
+                Err(StoreError::Db(e)) if e.as_db_error().is_none() => {
+                    shared.error(format!(
+                        "database connection lost while migrating: {}",
+                        describe(&e)
+                    ));
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => {
+                shared.error(format!(
+                    "database {} unavailable ({}); spooling to {} until it answers",
+                    redact_url(&url),
+                    describe(&e),
+                    spool_dir.display()
+                ));
+                None
+            }
+        };
+
+        let (tx, rx) = mpsc::channel(cfg.mitm.buffer_size.max(1));
+        let (otx, orx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(None);
+        let (stop_overflow, overflow_rx) = watch::channel(None);
+        let w = Writer::new(
+            url.clone(),
+            rx,
+            Arc::clone(&shared),
+            Arc::clone(&spool),
+            stop_rx.clone(),
+            client,
+        )
+        .await;
+        let writer = tokio::spawn(w.run());
+        let overflow = tokio::spawn(writer::overflow_task(
+            orx,
+            Arc::clone(&shared),
+            Arc::clone(&spool),
+            overflow_rx,
+        ));
+        let retention = cfg
+            .mitm
+            .retention
+            .map(|age| tokio::spawn(retention_task(url.clone(), age, stop_rx)));
+        let queue = Some(tx.downgrade());
+        let sink: Arc<dyn FlowSink> = Arc::new(StoreSink {
+            tx,
+            overflow: otx,
+            shared: Arc::clone(&shared),
+            spool,
+            max_bytes: cfg.mitm.spool_max_bytes,
+        });
+        Ok(Store {
+            shared,
+            sink,
+            queue,
+            database: Some(redact_url(&url)),
+            source,
+            stop,
+            stop_overflow,
+            writer: Some(writer),
+            overflow: Some(overflow),
+            retention,
+            managed,
+        })
+    }
+
+    fn memory_only() -> Store {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "ccproxy: no database (no DATABASE_URL and no PostgreSQL server binaries): \
+                 flows are kept in memory only; set DATABASE_URL or install postgresql to store them"
+            );
+        });
+        let (stop, _) = watch::channel(None);
+        let (stop_overflow, _) = watch::channel(None);
+        Store {
+            shared: Arc::new(Shared::default()),
+            sink: Arc::new(DiscardSink),
+            queue: None,
+            database: None,
+            source: "memory",
+            stop,
+            stop_overflow,
+            writer: None,
+            overflow: None,
+            retention: None,
+            managed: None,
+        }
+    }
+
+    /// Where the hub sends completed flows: `hub.set_sink(store.sink())`.
+    pub fn sink(&self) -> Arc<dyn FlowSink> {
+        Arc::clone(&self.sink)
+    }
+
+    /// The managed cluster, when that is what the store writes to.
+    pub fn managed(&self) -> Option<&managed::Managed> {
+        self.managed.as_ref()
+    }
+
+    /// Counters for `status` and the TUI header.
+    pub fn stats(&self) -> StoreStats {
+        let sh = &self.shared;
+        let queued = self
+            .queue
+            .as_ref()
+            .and_then(mpsc::WeakSender::upgrade)
+            .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64);
+        StoreStats {
+            state: sh.state(),
+            database: self.database.clone(),
+            source: self.source.to_string(),
+            written: sh.written.load(Ordering::Relaxed),
+            queued,
+            spooled: sh.spooled.load(Ordering::Relaxed),
+            spool_bytes: sh.spool_bytes.load(Ordering::Relaxed),
+            replayed: sh.replayed.load(Ordering::Relaxed),
+            dropped: sh.dropped.load(Ordering::Relaxed),
+            last_error: sh.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+
+    /// Flush the queue to the database (or the spool) and, if the database is
+    /// up, replay the spool, all within `deadline`; leftovers stay spooled for
+    /// the next start. Stops the managed server when this store started it.
+    pub async fn shutdown(mut self, deadline: Duration) {
+        let until = std::time::Instant::now() + deadline;
+        let end = tokio::time::Instant::from_std(until) + Duration::from_secs(2);
+        // Overflow first, so the writer's final replay sees everything.
+        let _ = self.stop_overflow.send(Some(until));
+        if let Some(h) = self.overflow.take() {
+            let _ = tokio::time::timeout_at(end, h).await;
+        }
+        let _ = self.stop.send(Some(until));
+        if let Some(h) = self.writer.take() {
+            if tokio::time::timeout_at(end, h).await.is_err() {
+                tracing::error!("the store writer did not finish in time; unwritten rows stay queued in memory and are lost");
+            }
+        }
+        if let Some(h) = self.retention.take() {
+            h.abort();
+        }
+        if let Some(m) = self.managed.take().filter(|m| m.started_by_us) {
+            let dir = m.cluster_dir.clone();
+            let stopped = tokio::task::spawn_blocking(move || managed::stop_managed(&m)).await;
+            if let Ok(Err(e)) = stopped {
+                tracing::error!(dir = %dir.display(), "{e}");
+            }
+        }
+    }
+}
+
+/// Delete flows older than `age`, in batches of [`PRUNE_BATCH`] rows so no lock is held long.
+pub async fn prune(client: &Client, age: Duration) -> Result<u64, StoreError> {
+    // Older than anything PostgreSQL can store means "nothing to delete".
+    let floor = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default();
+    let cutoff = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| chrono::Utc::now().naive_utc().checked_sub_signed(age))
+        .map_or(floor, |c| c.max(floor));
+    let stmt = client
+        .prepare(&format!(
+            "DELETE FROM {TABLE} WHERE ctid = ANY(ARRAY(\
+             SELECT ctid FROM {TABLE} WHERE start_time < $1 LIMIT {PRUNE_BATCH}))",
+            TABLE = row::TABLE
+        ))
+        .await?;
+    let mut total = 0;
+    loop {
+        let n = client.execute(&stmt, &[&cutoff]).await?;
+        total += n;
+        if n < PRUNE_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Rows deleted per retention statement.
+pub const PRUNE_BATCH: u64 = 5_000;
+
+/// Apply `retention` shortly after start and then hourly.
+async fn retention_task(
+    url: String,
+    age: Duration,
+    mut stop: watch::Receiver<Option<std::time::Instant>>,
+) {
+    let mut wait = Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = Duration::from_secs(3600);
+        match connect(&url).await {
+            Ok(client) => match prune(&client, age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "retention: pruned old flows"),
+                Err(e) => tracing::warn!("retention: {e}"),
+            },
+            Err(e) => tracing::debug!("retention: {}", describe(&e)),
+        }
+    }
+}
+
+/// `ccproxy db …`: migrate, url, status, prune.
+pub async fn command(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let target = resolve(cfg).await?.ok_or(StoreError::NoDatabase)?;
+    let url = target.url().to_string();
+    if matches!(cmd, DbCommand::Url) {
+        println!("{url}");
+        return Ok(0);
+    }
+    if let DbCommand::Status = cmd {
+        return status(cfg, &target).await;
+    }
+    let mut client = connect(&url)
+        .await
+        .map_err(StoreError::Db)
+        .with_context(|| {
+            format!(
+                "cannot connect to {}; check that the server runs and the URL is right",
+                redact_url(&url)
+            )
+        })?;
+    match cmd {
+        DbCommand::Migrate => {
+            let n = migrate::migrate(&mut client).await?;
+            let v = migrate::current_version(&client).await?.unwrap_or(0);
+            println!("applied {n} migration(s); schema version {v}");
+        }
+        DbCommand::Prune(args) => {
+            migrate::check_columns(&client).await?;
+            let n = prune(&client, args.older_than).await?;
+            println!(
+                "deleted {n} flow(s) older than {}",
+                humantime::format_duration(args.older_than)
+            );
+        }
+        DbCommand::Url | DbCommand::Status => {}
+    }
+    Ok(0)
+}
+
+async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
+    let url = target.url();
+    println!("database: {}", redact_url(url));
+    match target {
+        Target::Url(_) => println!("source:   configured URL"),
+        Target::Managed(m) => {
+            println!("source:   managed cluster in {}", m.cluster_dir.display());
+            if !m.cluster_dir.starts_with(&cfg.home) {
+                println!(
+                    "          (not in {}: the postgres user cannot enter it, or the socket path would be too long)",
+                    cfg.home.display()
+                );
+            }
+            println!("log:      {}", m.cluster_dir.join("server.log").display());
+        }
+    }
+    let spool_dir = cfg.home_path("spool");
+    let segments = spool::list_segments(&spool_dir).unwrap_or_default();
+    let spool_bytes: u64 = segments
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "spool:    {} segment(s), {spool_bytes} bytes in {}",
+        segments.len(),
+        spool_dir.display()
+    );
+    let client = match connect(url).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("server:   unreachable ({})", describe(&e));
+            return Ok(1);
+        }
+    };
+    let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    println!("server:   PostgreSQL {version}, up");
+    let schema = migrate::current_version(&client).await?;
+    let latest = migrate::latest_version();
+    match schema {
+        Some(v) if v >= latest => println!("schema:   version {v} (current)"),
+        Some(v) => println!("schema:   version {v}; run `ccproxy db migrate` for {latest}"),
+        None => println!("schema:   none; run `ccproxy db migrate`"),
+    }
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('\"CCProxy_HttpTraces\"') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if exists {
+        let r = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), pg_size_pretty(pg_total_relation_size('{t}')) FROM {t}",
+                    t = row::TABLE
+                ),
+                &[],
+            )
+            .await?;
+        let rows: i64 = r.get(0);
+        let size: String = r.get(1);
+        println!("rows:     {rows}");
+        println!("size:     {size} (table, indexes and TOAST)");
+    }
+    Ok(0)
 }

@@ -1,36 +1,95 @@
 //! Read side: flows back out of PostgreSQL for the TUI history and HAR export.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
 
+use super::row::{from_row, select_list, TABLE};
 use crate::config::Config;
 use crate::flow::Flow;
 
 /// A read connection to the flows table.
 pub struct Reader {
-    _private: (),
+    client: Client,
 }
 
 impl Reader {
     /// Connect to the configured (or managed) database; `Ok(None)` when storage is off.
-    pub async fn connect(_cfg: &Config) -> anyhow::Result<Option<Self>> {
-        Ok(None)
+    pub async fn connect(cfg: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(target) = super::resolve(cfg).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Self::from_url(target.url()).await?))
+    }
+
+    /// A reader on a given database URL.
+    pub async fn from_url(url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let client = super::connect(url)
+            .await
+            .map_err(super::StoreError::Db)
+            .with_context(|| format!("cannot read flows from {}", super::redact_url(url)))?;
+        Ok(Self { client })
     }
 
     /// Up to `limit` flows started strictly before `before` (or the newest), newest first.
     pub async fn page(
         &self,
-        _before: Option<DateTime<Utc>>,
-        _limit: i64,
+        before: Option<DateTime<Utc>>,
+        limit: i64,
     ) -> anyhow::Result<Vec<Flow>> {
-        Ok(Vec::new())
+        let cols = select_list();
+        let rows = match before {
+            Some(t) => {
+                self.client
+                    .query(
+                        &format!(
+                            "SELECT {cols} FROM {TABLE} WHERE start_time < $1 \
+                             ORDER BY start_time DESC LIMIT $2"
+                        ),
+                        &[&t.naive_utc(), &limit],
+                    )
+                    .await?
+            }
+            None => {
+                self.client
+                    .query(
+                        &format!("SELECT {cols} FROM {TABLE} ORDER BY start_time DESC LIMIT $1"),
+                        &[&limit],
+                    )
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
     /// Up to `limit` flows started at or after `since` (all when `None`), oldest first.
     pub async fn since(
         &self,
-        _since: Option<DateTime<Utc>>,
-        _limit: i64,
+        since: Option<DateTime<Utc>>,
+        limit: i64,
     ) -> anyhow::Result<Vec<Flow>> {
-        Ok(Vec::new())
+        let cols = select_list();
+        let rows = match since {
+            Some(t) => {
+                self.client
+                    .query(
+                        &format!(
+                            "SELECT {cols} FROM {TABLE} WHERE start_time >= $1 \
+                             ORDER BY start_time ASC LIMIT $2"
+                        ),
+                        &[&t.naive_utc(), &limit],
+                    )
+                    .await?
+            }
+            None => {
+                self.client
+                    .query(
+                        &format!("SELECT {cols} FROM {TABLE} ORDER BY start_time ASC LIMIT $1"),
+                        &[&limit],
+                    )
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 }

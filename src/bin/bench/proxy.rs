@@ -1,5 +1,842 @@
-//! proxy benchmark.
+//! `ccproxy-bench proxy`: the forward proxy measured side by side with direct
+//! access to the same local upstream, in one run, on this machine.
+//!
+//! Cases: HTTP keep-alive 1 KiB and 64 KiB at concurrency 1 and 32; HTTPS
+//! through CONNECT with keep-alive and with a new client connection per
+//! request (against direct TLS to the upstream); SSE first-event delay; the
+//! proxy's memory. Each case runs `CCPROXY_BENCH_SECS` seconds (default 2)
+//! after a short warm-up. The proxy runs as a child process (this binary
+//! re-executed with `CCPROXY_BENCH_PROXY_CHILD`, the library's
+//! `ProxyState`/`serve_forward`, storage off), so its RSS and CPU time are
+//! its own; client and upstream share this process in both columns.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+
+use ccproxy::config::{Config, Overrides};
+use ccproxy::flow::FlowHub;
+
+/// Warm-up before each measured window.
+const WARMUP: Duration = Duration::from_millis(300);
+/// Delay between the two SSE events the upstream sends.
+const SSE_GAP: Duration = Duration::from_millis(100);
+/// SSE samples per side.
+const SSE_SAMPLES: usize = 15;
+/// Linux reports process CPU time in these ticks per second (USER_HZ).
+const TICKS_PER_SEC: f64 = 100.0;
+
+type UpBody = BoxBody<Bytes, Infallible>;
+
+/// Set in the environment of the re-executed proxy child: its home directory.
+const CHILD_ENV: &str = "CCPROXY_BENCH_PROXY_CHILD";
+/// The upstream CA file the child trusts.
+const CHILD_UPSTREAM_CA_ENV: &str = "CCPROXY_BENCH_UPSTREAM_CA";
 
 pub async fn run() -> anyhow::Result<()> {
+    if let Some(home) = std::env::var_os(CHILD_ENV) {
+        return proxy_child(PathBuf::from(home)).await;
+    }
+    let secs: f64 = std::env::var("CCPROXY_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let window = Duration::from_secs_f64(secs.max(0.2));
+    let dir = std::env::temp_dir().join(format!("ccproxy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let result = bench(&dir, window).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let upstream = Upstream::start(dir, shutdown.clone()).await?;
+    let mut proxy = start_proxy(dir, &upstream).await?;
+    let pid = proxy.pid;
+    let rss_idle = rss_kib(pid, "VmRSS");
+    let ccproxy_roots = vec![proxy.ca_der.clone()];
+    println!(
+        "proxy benchmark: upstream http {} https {}, proxy {} (child pid {pid}, storage off), {:.1} s per case",
+        upstream.http,
+        upstream.https,
+        proxy.addr,
+        window.as_secs_f64()
+    );
+
+    let direct_tls = tls_client(std::slice::from_ref(&upstream.ca_der))?;
+    let proxy_tls = tls_client(&ccproxy_roots)?;
+    let mut rows = Vec::new();
+    let mut rss_peak_c32 = 0;
+    for (label, size, conc) in [
+        ("http keep-alive 1 KiB  c=1", 1024, 1),
+        ("http keep-alive 1 KiB  c=32", 1024, 32),
+        ("http keep-alive 64 KiB c=1", 65_536, 1),
+        ("http keep-alive 64 KiB c=32", 65_536, 32),
+    ] {
+        let direct = Target::Plain {
+            connect: upstream.http,
+            prefix: String::new(),
+        };
+        let proxied = Target::Plain {
+            connect: proxy.addr,
+            prefix: format!("http://{}", upstream.http),
+        };
+        let case = Case {
+            label,
+            size,
+            conc,
+            keep_alive: true,
+        };
+        let row = compare(&case, &direct, &proxied, window, pid).await;
+        if conc == 32 {
+            rss_peak_c32 = rss_peak_c32.max(row.proxy_rss_kib);
+        }
+        rows.push(row);
+    }
+    for (label, conc, keep_alive) in [
+        ("https keep-alive 1 KiB c=1", 1, true),
+        ("https keep-alive 1 KiB c=32", 32, true),
+        ("https new conn/req 1 KiB c=1", 1, false),
+        ("https new conn/req 1 KiB c=32", 32, false),
+    ] {
+        let direct = Target::Tls {
+            via: None,
+            upstream: upstream.https,
+            tls: direct_tls.clone(),
+        };
+        let proxied = Target::Tls {
+            via: Some(proxy.addr),
+            upstream: upstream.https,
+            tls: proxy_tls.clone(),
+        };
+        let case = Case {
+            label,
+            size: 1024,
+            conc,
+            keep_alive,
+        };
+        let row = compare(&case, &direct, &proxied, window, pid).await;
+        if conc == 32 {
+            rss_peak_c32 = rss_peak_c32.max(row.proxy_rss_kib);
+        }
+        rows.push(row);
+    }
+    let sse = sse_compare(&upstream, &proxy).await;
+    let rss_after = rss_kib(pid, "VmRSS");
+    let hwm = rss_kib(pid, "VmHWM");
+    let _ = proxy.child.kill().await;
+    shutdown.cancel();
+
+    print_rows(&rows);
+    println!();
+    match &sse {
+        Ok((d, p)) => println!(
+            "SSE first event (median of {SSE_SAMPLES}): direct {:.3} ms, proxied {:.3} ms, added {:.3} ms",
+            ms(*d),
+            ms(*p),
+            ms(p.saturating_sub(*d))
+        ),
+        Err(e) => println!("SSE first event: failed: {e:#}"),
+    }
+    println!(
+        "proxy process RSS: idle {:.1} MiB, after the c=32 cases up to {:.1} MiB, after all cases {:.1} MiB, high-water mark {:.1} MiB",
+        kib_mib(rss_idle),
+        kib_mib(rss_peak_c32),
+        kib_mib(rss_after),
+        kib_mib(hwm)
+    );
+    println!();
+    print_targets(&rows, sse.as_ref().ok(), hwm);
     Ok(())
+}
+
+// ---------------------------------------------------------------- upstream
+
+/// The local upstream: plain HTTP and HTTPS (h1 and h2), `/bytes/N` and `/sse`.
+struct Upstream {
+    http: SocketAddr,
+    https: SocketAddr,
+    ca_der: CertificateDer<'static>,
+    ca_file: PathBuf,
+}
+
+impl Upstream {
+    async fn start(dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let (ca_der, ca_pem, server_tls) = upstream_tls()?;
+        let ca_file = dir.join("upstream-ca.pem");
+        std::fs::write(&ca_file, ca_pem).context("write upstream CA")?;
+        let payload = Bytes::from(
+            (0..65_536u32)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        );
+
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let https = TcpListener::bind("127.0.0.1:0").await?;
+        let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
+        spawn_accept(http, None, payload.clone(), shutdown.clone());
+        spawn_accept(
+            https,
+            Some(TlsAcceptor::from(server_tls)),
+            payload,
+            shutdown,
+        );
+        Ok(Self {
+            http: http_addr,
+            https: https_addr,
+            ca_der,
+            ca_file,
+        })
+    }
+}
+
+fn upstream_tls() -> anyhow::Result<(CertificateDer<'static>, String, Arc<rustls::ServerConfig>)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ccproxy-bench upstream CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let leaf_key = rcgen::KeyPair::generate()?;
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])?
+        .signed_by(&leaf_key, &ca, &ca_key)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    )?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((ca.der().clone(), ca.pem(), Arc::new(cfg)))
+}
+
+fn spawn_accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    payload: Bytes,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            };
+            let _ = tcp.set_nodelay(true);
+            let payload = payload.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let payload = payload.clone();
+                        async move { Ok::<_, Infallible>(respond(req.uri().path(), &payload)) }
+                    });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _ = match tls {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(s) => builder.serve_connection(TokioIo::new(s), service).await,
+                        Err(_) => return,
+                    },
+                    None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                };
+            });
+        }
+    });
+}
+
+fn respond(path: &str, payload: &Bytes) -> Response<UpBody> {
+    if path == "/sse" {
+        let events = futures::stream::unfold(0u8, |n| async move {
+            match n {
+                0 => Some((Ok(Frame::data(Bytes::from_static(b"data: first\n\n"))), 1)),
+                1 => {
+                    tokio::time::sleep(SSE_GAP).await;
+                    Some((Ok(Frame::data(Bytes::from_static(b"data: second\n\n"))), 2))
+                }
+                _ => None,
+            }
+        });
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .body(StreamBody::new(events).boxed())
+            .unwrap_or_default();
+    }
+    let n = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(payload.len());
+    Response::builder()
+        .header("content-type", "application/octet-stream")
+        .body(Full::new(payload.slice(..n)).boxed())
+        .unwrap_or_default()
+}
+
+// ------------------------------------------------------------------- proxy
+
+struct ProxyUnderTest {
+    addr: SocketAddr,
+    ca_der: CertificateDer<'static>,
+    pid: u32,
+    child: tokio::process::Child,
+}
+
+/// Start the proxy as a child process and wait for its address.
+async fn start_proxy(dir: &Path, upstream: &Upstream) -> anyhow::Result<ProxyUnderTest> {
+    let home = dir.join("home");
+    let exe = std::env::current_exe().context("find the benchmark binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("proxy")
+        .env(CHILD_ENV, &home)
+        .env(CHILD_UPSTREAM_CA_ENV, &upstream.ca_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start the proxy child")?;
+    let pid = child.id().context("proxy child pid")?;
+    let stdout = child.stdout.take().context("proxy child stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("the proxy child did not start within 30 s")??
+        .context("the proxy child exited before listening")?;
+    let addr: SocketAddr = line
+        .strip_prefix("LISTEN ")
+        .context("unexpected proxy child output")?
+        .parse()?;
+    let cfg = child_config(&home)?;
+    let ca = ccproxy::proxy::ca::CertAuthority::load_or_create(&cfg)?;
+    Ok(ProxyUnderTest {
+        addr,
+        ca_der: ca.cert_der(),
+        pid,
+        child,
+    })
+}
+
+fn child_config(home: &Path) -> anyhow::Result<Config> {
+    let mut cfg = Config::load_with(
+        &Overrides {
+            home: Some(home.to_path_buf()),
+            ..Overrides::default()
+        },
+        &|_| None,
+    )?;
+    cfg.mitm.upstream_ca = std::env::var_os(CHILD_UPSTREAM_CA_ENV).map(PathBuf::from);
+    cfg.mitm.port = 0;
+    Ok(cfg)
+}
+
+/// The child side: serve the forward proxy until stdin closes.
+async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
+    let cfg = child_config(&home)?;
+    let state = ccproxy::proxy::ProxyState::new(Arc::new(cfg), FlowHub::new(1024))
+        .context("start the proxy")?;
+    let listener = ccproxy::proxy::bind("127.0.0.1", 0).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = ccproxy::proxy::serve_forward(listener, state, shutdown.clone());
+    println!("LISTEN {addr}");
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
+    shutdown.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ client
+
+/// Where a benchmark client sends its requests.
+enum Target {
+    /// Plain HTTP to `connect`; `prefix` is `http://upstream` for the proxy
+    /// (absolute-form), empty for the upstream itself (origin-form).
+    Plain { connect: SocketAddr, prefix: String },
+    /// HTTPS to `upstream`, directly or through a CONNECT tunnel on `via`.
+    Tls {
+        via: Option<SocketAddr>,
+        upstream: SocketAddr,
+        tls: TlsConnector,
+    },
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+        match self {
+            Self::Plain { connect, .. } => {
+                let tcp = TcpStream::connect(connect).await?;
+                tcp.set_nodelay(true)?;
+                handshake(tcp).await
+            }
+            Self::Tls { via, upstream, tls } => {
+                let tcp = match via {
+                    None => {
+                        let tcp = TcpStream::connect(upstream).await?;
+                        tcp.set_nodelay(true)?;
+                        tcp
+                    }
+                    Some(proxy) => connect_tunnel(*proxy, *upstream).await?,
+                };
+                let name = ServerName::IpAddress(rustls::pki_types::IpAddr::from(upstream.ip()));
+                let stream = tls.connect(name, tcp).await?;
+                handshake(stream).await
+            }
+        }
+    }
+
+    fn request(&self, path: &str) -> anyhow::Result<Request<Empty<Bytes>>> {
+        let (uri, host) = match self {
+            Self::Plain { connect, prefix } => (format!("{prefix}{path}"), connect.to_string()),
+            Self::Tls { upstream, .. } => (path.to_string(), upstream.to_string()),
+        };
+        Ok(Request::get(uri).header("host", host).body(Empty::new())?)
+    }
+}
+
+async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Empty<Bytes>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn connect_tunnel(proxy: SocketAddr, upstream: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut tcp = TcpStream::connect(proxy).await?;
+    tcp.set_nodelay(true)?;
+    tcp.write_all(format!("CONNECT {upstream} HTTP/1.1\r\nHost: {upstream}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::with_capacity(128);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await? == 0 {
+            bail!("proxy closed the CONNECT");
+        }
+        head.push(byte[0]);
+        if head.len() > 8192 {
+            bail!("CONNECT response head too large");
+        }
+    }
+    if !(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200")) {
+        bail!("CONNECT refused: {}", String::from_utf8_lossy(&head).trim());
+    }
+    Ok(tcp)
+}
+
+fn tls_client(roots: &[CertificateDer<'static>]) -> anyhow::Result<TlsConnector> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone())?;
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+/// Figures for one side of one case.
+#[derive(Debug, Clone, Default)]
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    /// CPU time of the measured process (client + upstream, or the proxy
+    /// child) per request.
+    cpu_per_req_ms: f64,
+    errors: u64,
+}
+
+struct Row {
+    label: &'static str,
+    direct: anyhow::Result<Figures>,
+    proxied: anyhow::Result<Figures>,
+    /// Proxy child RSS right after the proxied run.
+    proxy_rss_kib: u64,
+}
+
+/// One line of the table.
+struct Case {
+    label: &'static str,
+    size: usize,
+    conc: usize,
+    keep_alive: bool,
+}
+
+async fn compare(
+    case: &Case,
+    direct: &Target,
+    proxied: &Target,
+    window: Duration,
+    proxy_pid: u32,
+) -> Row {
+    let Case {
+        label,
+        size,
+        conc,
+        keep_alive,
+    } = *case;
+    let direct = load(direct, size, conc, keep_alive, window, None).await;
+    let proxied = load(proxied, size, conc, keep_alive, window, Some(proxy_pid)).await;
+    Row {
+        label,
+        direct,
+        proxied,
+        proxy_rss_kib: rss_kib(proxy_pid, "VmRSS"),
+    }
+}
+
+/// `conc` clients hammer `target` for the warm-up plus `window`; CPU time
+/// is taken from `cpu_pid` (this process when `None`).
+async fn load(
+    target: &Target,
+    size: usize,
+    conc: usize,
+    keep_alive: bool,
+    window: Duration,
+    cpu_pid: Option<u32>,
+) -> anyhow::Result<Figures> {
+    // One request first, so a broken setup fails loudly instead of timing errors.
+    let mut probe = target.connect().await.context("connect")?;
+    let resp = probe
+        .send_request(target.request(&format!("/bytes/{size}"))?)
+        .await?;
+    let status = resp.status();
+    let got = resp.into_body().collect().await?.to_bytes().len();
+    if !status.is_success() || got != size {
+        bail!("probe: status {status}, {got} of {size} bytes");
+    }
+    drop(probe);
+
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let until = measure_from + window;
+    let path = format!("/bytes/{size}");
+    let cpu_start = Arc::new(std::sync::Mutex::new(None::<f64>));
+    let tasks: Vec<_> = (0..conc)
+        .map(|_| {
+            let path = path.clone();
+            async move { worker(target, &path, size, keep_alive, measure_from, until).await }
+        })
+        .collect();
+    let cpu_probe = {
+        let cpu_start = Arc::clone(&cpu_start);
+        async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            if let Ok(mut c) = cpu_start.lock() {
+                *c = Some(cpu_seconds(cpu_pid));
+            }
+            tokio::time::sleep_until(until.into()).await;
+            cpu_seconds(cpu_pid)
+        }
+    };
+    let (outcomes, cpu_end) = tokio::join!(futures::future::join_all(tasks), cpu_probe);
+    let cpu_used = cpu_start
+        .lock()
+        .ok()
+        .and_then(|c| *c)
+        .map_or(0.0, |s| cpu_end - s);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for o in outcomes {
+        let (l, e) = o;
+        lat.extend(l);
+        errors += e;
+    }
+    if lat.is_empty() {
+        bail!("no request completed ({errors} errors)");
+    }
+    lat.sort_unstable();
+    let n = lat.len();
+    Ok(Figures {
+        rps: n as f64 / window.as_secs_f64(),
+        p50: lat[n / 2],
+        p99: lat[(n * 99 / 100).min(n - 1)],
+        cpu_per_req_ms: cpu_used * 1000.0 / n as f64,
+        errors,
+    })
+}
+
+/// One client: requests until `until`, latencies recorded from `measure_from`.
+async fn worker(
+    target: &Target,
+    path: &str,
+    size: usize,
+    keep_alive: bool,
+    measure_from: Instant,
+    until: Instant,
+) -> (Vec<Duration>, u64) {
+    let mut lat = Vec::with_capacity(4096);
+    let mut errors = 0u64;
+    let mut conn: Option<SendRequest<Empty<Bytes>>> = None;
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        let ok = async {
+            let mut sender = match conn.take() {
+                Some(s) if keep_alive && !s.is_closed() => s,
+                _ => target.connect().await?,
+            };
+            let resp = sender.send_request(target.request(path)?).await?;
+            let got = resp.into_body().collect().await?.to_bytes().len();
+            if got != size {
+                bail!("short body: {got} of {size}");
+            }
+            if keep_alive {
+                conn = Some(sender);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        match ok {
+            Ok(()) if t0 >= measure_from && Instant::now() <= until => lat.push(t0.elapsed()),
+            Ok(()) => {}
+            Err(_) => {
+                errors += 1;
+                conn = None;
+            }
+        }
+    }
+    (lat, errors)
+}
+
+/// Median time from sending `GET /sse` to holding the first event, direct
+/// and through the proxy (absolute-form, keep-alive).
+async fn sse_compare(
+    upstream: &Upstream,
+    proxy: &ProxyUnderTest,
+) -> anyhow::Result<(Duration, Duration)> {
+    let direct = Target::Plain {
+        connect: upstream.http,
+        prefix: String::new(),
+    };
+    let proxied = Target::Plain {
+        connect: proxy.addr,
+        prefix: format!("http://{}", upstream.http),
+    };
+    let d = sse_first_event(&direct).await.context("direct")?;
+    let p = sse_first_event(&proxied)
+        .await
+        .context("through the proxy")?;
+    Ok((d, p))
+}
+
+async fn sse_first_event(target: &Target) -> anyhow::Result<Duration> {
+    let mut sender = target.connect().await?;
+    let mut samples = Vec::with_capacity(SSE_SAMPLES);
+    for _ in 0..SSE_SAMPLES {
+        let t0 = Instant::now();
+        let resp = sender.send_request(target.request("/sse")?).await?;
+        let mut body = resp.into_body();
+        let mut first = None;
+        let mut seen = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                seen.extend_from_slice(&data);
+                if first.is_none() && seen.windows(7).any(|w| w == b"first\n\n") {
+                    first = Some(t0.elapsed());
+                }
+            }
+        }
+        let Some(first) = first else {
+            bail!("no first event in {:?}", String::from_utf8_lossy(&seen));
+        };
+        if first >= SSE_GAP {
+            bail!("the first event arrived only with the second: the stream was held back");
+        }
+        samples.push(first);
+        sender.ready().await?;
+    }
+    samples.sort_unstable();
+    Ok(samples[samples.len() / 2])
+}
+
+// ---------------------------------------------------------------- reports
+
+fn print_rows(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<31} | {:>9} {:>8} {:>8} {:>7} | {:>9} {:>8} {:>8} {:>7} | {:>6} {:>8}",
+        "case",
+        "direct/s",
+        "p50 ms",
+        "p99 ms",
+        "cpu ms",
+        "proxy/s",
+        "p50 ms",
+        "p99 ms",
+        "prx cpu",
+        "ratio",
+        "+p50 ms"
+    );
+    println!("{}", "-".repeat(135));
+    for row in rows {
+        let mut line = format!("{:<31} |", row.label);
+        for side in [&row.direct, &row.proxied] {
+            match side {
+                Ok(f) => {
+                    let _ = write!(
+                        line,
+                        " {:>9.0} {:>8.3} {:>8.3} {:>7.3} |",
+                        f.rps,
+                        ms(f.p50),
+                        ms(f.p99),
+                        f.cpu_per_req_ms
+                    );
+                }
+                Err(e) => {
+                    let _ = write!(
+                        line,
+                        " {:<35} |",
+                        format!("failed: {e:#}")
+                            .chars()
+                            .take(35)
+                            .collect::<String>()
+                    );
+                }
+            }
+        }
+        if let (Ok(d), Ok(p)) = (&row.direct, &row.proxied) {
+            let _ = write!(
+                line,
+                " {:>5.0}% {:>8.3}",
+                100.0 * p.rps / d.rps,
+                ms(p.p50) - ms(d.p50)
+            );
+            if d.errors + p.errors > 0 {
+                let _ = write!(line, "  ({} / {} errors)", d.errors, p.errors);
+            }
+        }
+        println!("{line}");
+    }
+    for row in rows {
+        for (side, r) in [("direct", &row.direct), ("proxy", &row.proxied)] {
+            if let Err(e) = r {
+                println!("  {} {side}: {e:#}", row.label);
+            }
+        }
+    }
+}
+
+fn print_targets(rows: &[Row], sse: Option<&(Duration, Duration)>, proxy_hwm_kib: u64) {
+    let find = |label: &str| rows.iter().find(|r| r.label == label);
+    let ratio = |label: &str| {
+        find(label).and_then(|r| match (&r.direct, &r.proxied) {
+            (Ok(d), Ok(p)) if d.rps > 0.0 => Some(100.0 * p.rps / d.rps),
+            _ => None,
+        })
+    };
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!("targets (issue 2):");
+    for (label, want) in [
+        ("http keep-alive 1 KiB  c=1", 40.0),
+        ("http keep-alive 1 KiB  c=32", 40.0),
+        ("https keep-alive 1 KiB c=32", 40.0),
+        ("https new conn/req 1 KiB c=32", 50.0),
+    ] {
+        match ratio(label) {
+            Some(r) => println!(
+                "  {label:<31} proxied/direct {r:>5.0}%  target ≥ {want:.0}%  {}",
+                verdict(r >= want)
+            ),
+            None => println!("  {label:<31} not measured"),
+        }
+    }
+    if let Some(r) = find("http keep-alive 1 KiB  c=1") {
+        if let (Ok(d), Ok(p)) = (&r.direct, &r.proxied) {
+            let added = ms(p.p50) - ms(d.p50);
+            println!(
+                "  added p50 latency at c=1        {added:.3} ms  target ≤ 0.100 ms  {}",
+                verdict(added <= 0.1)
+            );
+        }
+    }
+    if let Some((d, p)) = sse {
+        let added = ms(p.saturating_sub(*d));
+        println!(
+            "  SSE first event vs direct       +{added:.3} ms  target ≤ 1 ms  {}",
+            verdict(added <= 1.0)
+        );
+    }
+    if rows.iter().all(|r| r.proxied.is_err()) {
+        println!("  proxy RSS                       not measured (no proxied case ran)");
+        return;
+    }
+    let mib = kib_mib(proxy_hwm_kib);
+    println!(
+        "  proxy RSS high-water mark       {mib:.1} MiB  target ≤ 50 MiB  {}",
+        verdict(mib <= 50.0)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn kib_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A `/proc/<pid>/status` field in KiB (0 when unavailable).
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::to_owned))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process (this one when `None`) so far.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / TICKS_PER_SEC
 }

@@ -1,0 +1,52 @@
+-- The seed's table, column for column (names and types), and its five indexes,
+-- plus nullable extras. Written with IF NOT EXISTS so a table created by the
+-- Python original (Prisma) is adopted and upgraded in place.
+--
+-- TIMESTAMP columns hold UTC. Headers are JSON objects keyed by lowercase
+-- header name; a header sent more than once is stored once, its values joined
+-- with ", " in wire order (RFC 9110 list semantics). Bodies are raw bytes,
+-- content-decoded, cut at max_body_size; *_body_size keeps the full size.
+
+CREATE TABLE IF NOT EXISTS "CCProxy_HttpTraces" (
+    trace_id              TEXT PRIMARY KEY,
+    method                TEXT NOT NULL,
+    url                   TEXT NOT NULL,
+    host                  TEXT NOT NULL,
+    path                  TEXT NOT NULL,
+    request_headers       JSONB,
+    request_body          BYTEA,
+    request_body_size     INT,
+    request_content_type  TEXT,
+    status_code           INT,
+    response_headers      JSONB,
+    response_body         BYTEA,
+    response_body_size    INT,
+    response_content_type TEXT,
+    start_time            TIMESTAMP NOT NULL,
+    end_time              TIMESTAMP,
+    duration_ms           FLOAT,
+    client_ip             TEXT,
+    server_ip             TEXT,
+    server_port           INT,
+    is_https              BOOLEAN NOT NULL DEFAULT false,
+    error_message         TEXT,
+    error_type            TEXT,
+    traffic_type          TEXT NOT NULL,
+    created_at            TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+);
+
+-- Extras (nullable): which listener saw it, the Claude Code session joining
+-- both legs of one call, time to the response head, the client's HTTP
+-- version, and the model named in an LLM request body.
+ALTER TABLE "CCProxy_HttpTraces"
+    ADD COLUMN IF NOT EXISTS direction    TEXT,
+    ADD COLUMN IF NOT EXISTS session_id   TEXT,
+    ADD COLUMN IF NOT EXISTS ttfb_ms      FLOAT,
+    ADD COLUMN IF NOT EXISTS http_version TEXT,
+    ADD COLUMN IF NOT EXISTS model        TEXT;
+
+CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_start_time_idx"   ON "CCProxy_HttpTraces" (start_time);
+CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_host_idx"         ON "CCProxy_HttpTraces" (host);
+CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_traffic_type_idx" ON "CCProxy_HttpTraces" (traffic_type);
+CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_created_at_idx"   ON "CCProxy_HttpTraces" (created_at);
+CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_status_code_idx"  ON "CCProxy_HttpTraces" (status_code);

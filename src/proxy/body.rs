@@ -1,0 +1,226 @@
+//! Bodies on the hot path: [`TeeBody`] forwards every frame untouched while
+//! copying a bounded prefix on the side, and [`ProxyBody`] is what the
+//! listeners answer with (a streamed upstream body or a short local message).
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::record::Record;
+use crate::flow::ErrorKind;
+
+/// Error type of every body the proxy hands to hyper.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Which half of the exchange a [`TeeBody`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Client → upstream.
+    Request,
+    /// Upstream → client.
+    Response,
+}
+
+/// What a finished body reports to its [`Record`].
+#[derive(Debug, Default)]
+pub struct Tapped {
+    /// The raw (still content-encoded) prefix, at most `max_body_size`.
+    pub captured: Bytes,
+    /// Every data byte that crossed, captured or not.
+    pub total: u64,
+    /// Set when the body did not end cleanly.
+    pub error: Option<(ErrorKind, String)>,
+}
+
+/// Forwards frames untouched; copies up to `limit` bytes of data on the side;
+/// reports once, at end of stream, on error, or when dropped early.
+#[derive(Debug)]
+pub struct TeeBody<B> {
+    inner: B,
+    side: Side,
+    record: Option<Arc<Record>>,
+    buf: BytesMut,
+    limit: usize,
+    total: u64,
+    /// Publish response slices live (identity-encoded responses only).
+    live: bool,
+}
+
+impl<B: Body + Unpin> TeeBody<B> {
+    /// Tee `inner` into `record`; `capture` false counts sizes only.
+    pub fn new(inner: B, side: Side, record: Arc<Record>, capture: bool, live: bool) -> Self {
+        let limit = if capture { record.max_body_size() } else { 0 };
+        Self {
+            inner,
+            side,
+            record: Some(record),
+            buf: BytesMut::new(),
+            limit,
+            total: 0,
+            live: live && limit > 0,
+        }
+    }
+
+    fn feed(&mut self, data: &Bytes) {
+        self.total += data.len() as u64;
+        let room = self.limit.saturating_sub(self.buf.len());
+        if room == 0 {
+            return;
+        }
+        let take = room.min(data.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.live {
+            if let Some(r) = &self.record {
+                r.response_chunk(data.slice(..take));
+            }
+        }
+    }
+
+    fn finish(&mut self, error: Option<(ErrorKind, String)>) {
+        if let Some(record) = self.record.take() {
+            let tapped = Tapped {
+                captured: std::mem::take(&mut self.buf).freeze(),
+                total: self.total,
+                error,
+            };
+            record.body_done(self.side, tapped);
+        }
+    }
+}
+
+impl<B> Body for TeeBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.feed(data);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                let kind = match this.side {
+                    Side::Request => ErrorKind::ClientAborted,
+                    Side::Response => match super::upstream::classify_error(&*e) {
+                        ErrorKind::Timeout => ErrorKind::Timeout,
+                        ErrorKind::Protocol => ErrorKind::Protocol,
+                        _ => ErrorKind::Reset,
+                    },
+                };
+                let what = match this.side {
+                    Side::Request => "client request body failed",
+                    Side::Response => "upstream response body failed",
+                };
+                this.finish(Some((
+                    kind,
+                    format!("{what}: {}", super::upstream::error_chain(&*e)),
+                )));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(None);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for TeeBody<B> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            // Dropped before the end: for a response the client went away;
+            // for a request the upstream answered without reading it all.
+            let error = (self.side == Side::Response).then(|| {
+                (
+                    ErrorKind::ClientAborted,
+                    "client closed the connection before the response ended".to_string(),
+                )
+            });
+            let tapped = Tapped {
+                captured: std::mem::take(&mut self.buf).freeze(),
+                total: self.total,
+                error,
+            };
+            record.body_done(self.side, tapped);
+        }
+    }
+}
+
+/// The body of every response a listener sends.
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// The upstream's response, streamed through the tee.
+    Upstream(TeeBody<Incoming>),
+    /// A short local answer (errors, CONNECT established).
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// No body.
+    pub fn empty() -> Self {
+        Self::Local(None)
+    }
+
+    /// A complete local body.
+    pub fn text(s: impl Into<Bytes>) -> Self {
+        let b: Bytes = s.into();
+        Self::Local((!b.is_empty()).then_some(b))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Self::Local(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Upstream(b) => b.is_end_stream(),
+            Self::Local(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Upstream(b) => b.size_hint(),
+            Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! [`Record`]: the flow of one exchange while it is in flight. The handler
+//! and both body tees share it; when the last of them lets go, the flow is
+//! finished (bodies decoded, times set) and published as `completed`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use uuid::Uuid;
+
+use super::body::{Side, Tapped};
+use crate::capture::decode::decode_body;
+use crate::capture::redact::capture_headers;
+use crate::flow::{ErrorKind, Flow, FlowHub};
+
+/// The shared, in-flight state of one exchange.
+#[derive(Debug)]
+pub struct Record {
+    hub: FlowHub,
+    id: Uuid,
+    max_body_size: usize,
+    capture_bodies: bool,
+    start: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    flow: Arc<Flow>,
+    request_encoding: Option<String>,
+    response_encoding: Option<String>,
+    request: Option<Tapped>,
+    response: Option<Tapped>,
+    end: Option<Instant>,
+    error: Option<(ErrorKind, String)>,
+}
+
+impl Record {
+    /// Publish `started` for `flow` and keep it until the exchange ends.
+    pub fn start(
+        hub: &FlowHub,
+        flow: Flow,
+        request_encoding: Option<String>,
+        max_body_size: usize,
+        capture_bodies: bool,
+    ) -> Arc<Self> {
+        let flow = Arc::new(flow);
+        hub.started(Arc::clone(&flow));
+        Arc::new(Self {
+            hub: hub.clone(),
+            id: flow.id,
+            max_body_size,
+            capture_bodies,
+            start: Instant::now(),
+            state: Mutex::new(State {
+                flow,
+                request_encoding,
+                response_encoding: None,
+                request: None,
+                response: None,
+                end: None,
+                error: None,
+            }),
+        })
+    }
+
+    /// The flow's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Capture bound for bodies.
+    pub fn max_body_size(&self) -> usize {
+        self.max_body_size
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The upstream answered: record status, headers, ttfb and its address.
+    pub fn responded(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        server: Option<SocketAddr>,
+        redact: &[String],
+    ) {
+        let ttfb = self.start.elapsed().as_secs_f64() * 1000.0;
+        let snapshot = {
+            let mut st = self.lock();
+            st.response_encoding = content_encoding(headers);
+            let f = Arc::make_mut(&mut st.flow);
+            f.status_code = Some(status.as_u16());
+            f.response_headers = capture_headers(headers, redact);
+            f.response_content_type = header_string(headers, http::header::CONTENT_TYPE);
+            f.ttfb_ms = Some(ttfb);
+            if let Some(addr) = server {
+                f.server_ip = Some(addr.ip().to_string());
+                f.server_port = Some(addr.port());
+            }
+            Arc::clone(&st.flow)
+        };
+        self.hub.responded(snapshot);
+    }
+
+    /// The exchange failed before or while streaming.
+    pub fn fail(&self, kind: ErrorKind, message: String) {
+        let mut st = self.lock();
+        st.end.get_or_insert_with(Instant::now);
+        st.error.get_or_insert((kind, message));
+    }
+
+    /// A live slice of the response body.
+    pub fn response_chunk(&self, data: Bytes) {
+        self.hub.response_chunk(self.id, data);
+    }
+
+    /// One body ended (or was dropped); see [`Tapped`].
+    pub fn body_done(&self, side: Side, mut tapped: Tapped) {
+        let mut st = self.lock();
+        if let Some(err) = tapped.error.take() {
+            st.error.get_or_insert(err);
+        }
+        match side {
+            Side::Request => st.request = Some(tapped),
+            Side::Response => {
+                st.end.get_or_insert_with(Instant::now);
+                st.response = Some(tapped);
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Arc<Flow> {
+        let start = self.start;
+        let max = self.max_body_size;
+        let capture = self.capture_bodies;
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let end = *st.end.get_or_insert_with(Instant::now);
+        if st.error.is_none() && st.flow.status_code.is_none() {
+            st.error = Some((
+                ErrorKind::ClientAborted,
+                "client went away before the upstream answered".into(),
+            ));
+        }
+        let request = st.request.take().unwrap_or_default();
+        let response = st.response.take().unwrap_or_default();
+        let f = Arc::make_mut(&mut st.flow);
+        f.request_body_size = request.total;
+        f.response_body_size = response.total;
+        if capture {
+            f.request_body = decode_body(st.request_encoding.as_deref(), &request.captured, max);
+            f.response_body = decode_body(st.response_encoding.as_deref(), &response.captured, max);
+        }
+        let elapsed = end.saturating_duration_since(start);
+        f.duration_ms = Some(elapsed.as_secs_f64() * 1000.0);
+        f.end_time = Some(
+            f.start_time + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::zero()),
+        );
+        if let Some((kind, message)) = st.error.take() {
+            f.error_type = Some(kind);
+            f.error_message = Some(message);
+        }
+        Arc::clone(&st.flow)
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let flow = self.finish();
+        self.hub.completed(flow);
+    }
+}
+
+/// The `content-encoding` of a message, when it is not identity.
+pub fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    header_string(headers, http::header::CONTENT_ENCODING)
+        .filter(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// A header value as lossy UTF-8.
+pub fn header_string<K: http::header::AsHeaderName>(
+    headers: &HeaderMap,
+    name: K,
+) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}

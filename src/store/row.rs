@@ -1,0 +1,405 @@
+//! One `Flow` ⇄ one row of `"CCProxy_HttpTraces"`.
+//!
+//! Mapping rules (the reverse of each is applied when reading):
+//! - timestamps are stored as UTC `TIMESTAMP`, at PostgreSQL's microsecond precision;
+//! - headers become a JSON object keyed by lowercase name; a repeated header
+//!   is stored once with its values joined by `", "` in wire order, so reading
+//!   gives one entry per name (in JSONB key order);
+//! - sizes are `INT`: a body over 2 GiB is recorded as `i32::MAX`;
+//! - NUL characters (which PostgreSQL text cannot hold) become U+FFFD;
+//! - `model` is the `model` field of a JSON request body, when there is one.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+
+use bytes::{BufMut, BytesMut};
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use serde::ser::{SerializeMap, Serializer};
+use tokio_postgres::Row;
+
+use crate::flow::{Direction, ErrorKind, Flow, Headers, TrafficType};
+
+/// The table every flow goes to.
+pub const TABLE: &str = "\"CCProxy_HttpTraces\"";
+
+/// Columns the writer fills, in COPY order, with the type the staging table uses.
+pub const COLUMNS: &[(&str, Type)] = &[
+    ("trace_id", Type::TEXT),
+    ("method", Type::TEXT),
+    ("url", Type::TEXT),
+    ("host", Type::TEXT),
+    ("path", Type::TEXT),
+    ("request_headers", Type::JSONB),
+    ("request_body", Type::BYTEA),
+    ("request_body_size", Type::INT4),
+    ("request_content_type", Type::TEXT),
+    ("status_code", Type::INT4),
+    ("response_headers", Type::JSONB),
+    ("response_body", Type::BYTEA),
+    ("response_body_size", Type::INT4),
+    ("response_content_type", Type::TEXT),
+    ("start_time", Type::TIMESTAMP),
+    ("end_time", Type::TIMESTAMP),
+    ("duration_ms", Type::FLOAT8),
+    ("client_ip", Type::TEXT),
+    ("server_ip", Type::TEXT),
+    ("server_port", Type::INT4),
+    ("is_https", Type::BOOL),
+    ("error_message", Type::TEXT),
+    ("error_type", Type::TEXT),
+    ("traffic_type", Type::TEXT),
+    ("direction", Type::TEXT),
+    ("session_id", Type::TEXT),
+    ("ttfb_ms", Type::FLOAT8),
+    ("http_version", Type::TEXT),
+    ("model", Type::TEXT),
+];
+
+/// The SQL type name of a column type (for staging DDL and fix-it messages).
+pub fn sql_type(t: &Type) -> &'static str {
+    match *t {
+        Type::JSONB => "JSONB",
+        Type::BYTEA => "BYTEA",
+        Type::INT4 => "INT",
+        Type::TIMESTAMP => "TIMESTAMP",
+        Type::FLOAT8 => "FLOAT",
+        Type::BOOL => "BOOLEAN",
+        _ => "TEXT",
+    }
+}
+
+/// Comma-separated column list.
+pub fn column_list() -> String {
+    COLUMNS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The column types, in order (for `BinaryCopyInWriter`).
+pub fn column_types() -> Vec<Type> {
+    COLUMNS.iter().map(|(_, t)| t.clone()).collect()
+}
+
+/// Text PostgreSQL accepts: NUL becomes U+FFFD.
+fn pg_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn pg_opt(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(pg_text)
+}
+
+fn size(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn naive(t: chrono::DateTime<Utc>) -> NaiveDateTime {
+    t.naive_utc()
+}
+
+/// Headers as a JSONB object, written straight into the COPY buffer.
+#[derive(Debug)]
+pub struct HeaderJson<'a>(pub &'a Headers);
+
+impl HeaderJson<'_> {
+    /// Names lowercased and NUL-free; repeated names joined with ", " in wire order.
+    fn grouped(&self) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+        let mut out: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(self.0.len());
+        for (name, value) in self.0 {
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase() || b == 0) {
+                Cow::Owned(pg_text(name).to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name.as_str())
+            };
+            let value = pg_text(value);
+            if let Some((_, v)) = out.iter_mut().find(|(n, _)| *n == name) {
+                let joined = format!("{v}, {value}");
+                *v = Cow::Owned(joined);
+            } else {
+                out.push((name, value));
+            }
+        }
+        out
+    }
+}
+
+impl serde::Serialize for HeaderJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let grouped = self.grouped();
+        let mut map = s.serialize_map(Some(grouped.len()))?;
+        for (k, v) in &grouped {
+            map.serialize_entry(k.as_ref(), v.as_ref())?;
+        }
+        map.end()
+    }
+}
+
+impl ToSql for HeaderJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        serde_json::to_writer(out.writer(), self)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+
+    to_sql_checked!();
+}
+
+/// Everything one row needs, borrowed from a flow where possible.
+pub struct RowValues<'a> {
+    trace_id: String,
+    method: Cow<'a, str>,
+    url: Cow<'a, str>,
+    host: Cow<'a, str>,
+    path: Cow<'a, str>,
+    request_headers: HeaderJson<'a>,
+    request_body: &'a [u8],
+    request_body_size: i32,
+    request_content_type: Option<Cow<'a, str>>,
+    status_code: Option<i32>,
+    response_headers: HeaderJson<'a>,
+    response_body: &'a [u8],
+    response_body_size: i32,
+    response_content_type: Option<Cow<'a, str>>,
+    start_time: NaiveDateTime,
+    end_time: Option<NaiveDateTime>,
+    duration_ms: Option<f64>,
+    client_ip: Option<Cow<'a, str>>,
+    server_ip: Option<Cow<'a, str>>,
+    server_port: Option<i32>,
+    is_https: bool,
+    error_message: Option<Cow<'a, str>>,
+    error_type: Option<&'static str>,
+    traffic_type: &'static str,
+    direction: &'static str,
+    session_id: Option<Cow<'a, str>>,
+    ttfb_ms: Option<f64>,
+    http_version: Cow<'a, str>,
+    model: Option<String>,
+}
+
+impl<'a> RowValues<'a> {
+    /// Borrow a flow as row values.
+    pub fn new(f: &'a Flow) -> Self {
+        Self {
+            trace_id: f.id.to_string(),
+            method: pg_text(&f.method),
+            url: pg_text(&f.url),
+            host: pg_text(&f.host),
+            path: pg_text(&f.path),
+            request_headers: HeaderJson(&f.request_headers),
+            request_body: &f.request_body,
+            request_body_size: size(f.request_body_size),
+            request_content_type: pg_opt(f.request_content_type.as_deref()),
+            status_code: f.status_code.map(i32::from),
+            response_headers: HeaderJson(&f.response_headers),
+            response_body: &f.response_body,
+            response_body_size: size(f.response_body_size),
+            response_content_type: pg_opt(f.response_content_type.as_deref()),
+            start_time: naive(f.start_time),
+            end_time: f.end_time.map(naive),
+            duration_ms: f.duration_ms,
+            client_ip: pg_opt(f.client_ip.as_deref()),
+            server_ip: pg_opt(f.server_ip.as_deref()),
+            server_port: f.server_port.map(i32::from),
+            is_https: f.is_https,
+            error_message: pg_opt(f.error_message.as_deref()),
+            error_type: f.error_type.map(ErrorKind::as_str),
+            traffic_type: f.traffic_type.as_str(),
+            direction: f.direction.as_str(),
+            session_id: pg_opt(f.session_id.as_deref()),
+            ttfb_ms: f.ttfb_ms,
+            http_version: pg_text(&f.http_version),
+            model: request_model(f),
+        }
+    }
+
+    /// The values in [`COLUMNS`] order.
+    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 29] {
+        [
+            &self.trace_id,
+            &self.method,
+            &self.url,
+            &self.host,
+            &self.path,
+            &self.request_headers,
+            &self.request_body,
+            &self.request_body_size,
+            &self.request_content_type,
+            &self.status_code,
+            &self.response_headers,
+            &self.response_body,
+            &self.response_body_size,
+            &self.response_content_type,
+            &self.start_time,
+            &self.end_time,
+            &self.duration_ms,
+            &self.client_ip,
+            &self.server_ip,
+            &self.server_port,
+            &self.is_https,
+            &self.error_message,
+            &self.error_type,
+            &self.traffic_type,
+            &self.direction,
+            &self.session_id,
+            &self.ttfb_ms,
+            &self.http_version,
+            &self.model,
+        ]
+    }
+}
+
+/// The `model` of a JSON request body (`{"model": "claude-…", …}`).
+pub fn request_model(f: &Flow) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelOnly {
+        model: Option<serde_json::Value>,
+    }
+    let body = f.request_body.trim_ascii_start();
+    if !body.starts_with(b"{") {
+        return None;
+    }
+    let m: ModelOnly = serde_json::from_slice(body).ok()?;
+    match m.model? {
+        serde_json::Value::String(s) if !s.is_empty() && s.len() <= 200 => {
+            Some(pg_text(&s).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Columns read back into a [`Flow`] (the writer's columns, same order).
+pub fn select_list() -> String {
+    column_list()
+}
+
+/// Rebuild a flow from a row selected with [`select_list`].
+pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
+    let id: String = row.try_get("trace_id")?;
+    let headers = |v: Option<serde_json::Value>| -> Headers {
+        match v {
+            Some(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let utc = |t: NaiveDateTime| Utc.from_utc_datetime(&t);
+    let int_u16 = |v: Option<i32>| v.and_then(|n| u16::try_from(n).ok());
+    let int_u64 = |v: Option<i32>| v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    let direction = match row.try_get::<_, Option<&str>>("direction")? {
+        Some("reverse") => Direction::Reverse,
+        _ => Direction::Forward,
+    };
+    Ok(Flow {
+        id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
+        direction,
+        method: row.try_get("method")?,
+        url: row.try_get("url")?,
+        host: row.try_get("host")?,
+        path: row.try_get("path")?,
+        http_version: row
+            .try_get::<_, Option<String>>("http_version")?
+            .unwrap_or_else(|| "HTTP/1.1".into()),
+        request_headers: headers(row.try_get("request_headers")?),
+        request_body: row
+            .try_get::<_, Option<Vec<u8>>>("request_body")?
+            .unwrap_or_default()
+            .into(),
+        request_body_size: int_u64(row.try_get("request_body_size")?),
+        request_content_type: row.try_get("request_content_type")?,
+        status_code: int_u16(row.try_get("status_code")?),
+        response_headers: headers(row.try_get("response_headers")?),
+        response_body: row
+            .try_get::<_, Option<Vec<u8>>>("response_body")?
+            .unwrap_or_default()
+            .into(),
+        response_body_size: int_u64(row.try_get("response_body_size")?),
+        response_content_type: row.try_get("response_content_type")?,
+        start_time: utc(row.try_get("start_time")?),
+        end_time: row
+            .try_get::<_, Option<NaiveDateTime>>("end_time")?
+            .map(utc),
+        duration_ms: row.try_get("duration_ms")?,
+        ttfb_ms: row.try_get("ttfb_ms")?,
+        client_ip: row.try_get("client_ip")?,
+        server_ip: row.try_get("server_ip")?,
+        server_port: int_u16(row.try_get("server_port")?),
+        is_https: row.try_get::<_, Option<bool>>("is_https")?.unwrap_or(false),
+        error_message: row.try_get("error_message")?,
+        error_type: row
+            .try_get::<_, Option<&str>>("error_type")?
+            .and_then(ErrorKind::parse),
+        traffic_type: row
+            .try_get::<_, Option<&str>>("traffic_type")?
+            .and_then(TrafficType::parse)
+            .unwrap_or(TrafficType::Other),
+        session_id: row.try_get("session_id")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_group_and_lowercase() {
+        let h: Headers = vec![
+            ("Accept".into(), "a".into()),
+            ("x-n".into(), "1\0".into()),
+            ("accept".into(), "b".into()),
+        ];
+        let json = serde_json::to_value(HeaderJson(&h)).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"accept": "a, b", "x-n": "1\u{fffd}"})
+        );
+    }
+
+    #[test]
+    fn model_from_json_body() {
+        let mut f = Flow::new(
+            Direction::Reverse,
+            "POST",
+            "http://h/v1/messages",
+            "h",
+            "/v1/messages",
+        );
+        f.request_body = bytes::Bytes::from_static(br#" {"max_tokens":1,"model":"claude-x"}"#);
+        assert_eq!(request_model(&f).as_deref(), Some("claude-x"));
+        f.request_body = bytes::Bytes::from_static(b"\x00binary");
+        assert_eq!(request_model(&f), None);
+        f.request_body = bytes::Bytes::from_static(br#"{"model":7}"#);
+        assert_eq!(request_model(&f), None);
+    }
+
+    #[test]
+    fn every_column_has_a_value() {
+        let f = Flow::new(Direction::Forward, "GET", "http://a/", "a", "/");
+        assert_eq!(RowValues::new(&f).as_params().len(), COLUMNS.len());
+    }
+}

@@ -1,0 +1,601 @@
+//! The batch writer: completed flows arrive on a bounded queue, leave in
+//! batches (every 100 ms or [`BATCH_ROWS`] rows) by binary COPY into a
+//! session-local staging table followed by
+//! `INSERT … SELECT … ON CONFLICT (trace_id) DO NOTHING`, so a batch that is
+//! written twice (a replay after an unacknowledged commit) never duplicates.
+//!
+//! The proxy never waits: [`StoreSink::submit`] only `try_send`s; a full queue
+//! hands the flow to the overflow task, which appends it to the spool. A
+//! database error sends the batch to the spool, the state to `spooling`, and
+//! the writer reconnects with backoff; once connected it replays the spool's
+//! segments oldest first whenever the queue is idle.
+
+use std::borrow::Borrow;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::{Client, Statement};
+
+use super::row::{column_list, column_types, sql_type, RowValues, COLUMNS, TABLE};
+use super::spool::{Segment, SharedSpool};
+use super::{migrate, StorageState, StoreError};
+use crate::flow::{Flow, FlowSink};
+
+/// Rows per COPY batch at most.
+pub const BATCH_ROWS: usize = 1000;
+/// A batch waits at most this long for more rows.
+pub const BATCH_WAIT: Duration = Duration::from_millis(100);
+/// A batch write that takes longer than this is abandoned (and spooled).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Counters and state shared by the sink, the writer and `stats()`.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub written: AtomicU64,
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    /// Bytes handed to the overflow task and not yet on disk.
+    pub overflow_pending: AtomicU64,
+    state: AtomicU8,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Current storage state.
+    pub fn state(&self) -> StorageState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => StorageState::Connected,
+            2 => StorageState::Spooling,
+            _ => StorageState::Off,
+        }
+    }
+
+    /// Record a state change (logged once per change).
+    pub fn set_state(&self, s: StorageState) {
+        let v = match s {
+            StorageState::Off => 0,
+            StorageState::Connected => 1,
+            StorageState::Spooling => 2,
+        };
+        if self.state.swap(v, Ordering::Relaxed) != v {
+            tracing::info!(state = ?s, "storage");
+        }
+    }
+
+    /// Remember (and log) an error for `status`.
+    pub fn error(&self, msg: String) {
+        tracing::error!("{msg}");
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(msg);
+        }
+    }
+
+    /// Append to the spool under its lock (blocking; call off the runtime).
+    pub fn spool_blocking<'a>(
+        &self,
+        spool: &SharedSpool,
+        flows: impl IntoIterator<Item = &'a Flow>,
+    ) {
+        let Ok(mut s) = spool.lock() else {
+            self.error("spool lock poisoned: rows dropped".into());
+            return;
+        };
+        let flows: Vec<&Flow> = flows.into_iter().collect();
+        let n = flows.len() as u64;
+        match s.append(flows) {
+            Ok(r) => {
+                self.spooled.fetch_add(r.written, Ordering::Relaxed);
+                if r.dropped > 0 {
+                    self.dropped.fetch_add(r.dropped, Ordering::Relaxed);
+                    self.error(format!(
+                        "spool full ({} bytes): {} rows dropped; free disk space, raise \
+                         spool_max_bytes or bring the database back",
+                        s.bytes(),
+                        r.dropped
+                    ));
+                }
+            }
+            Err(e) => {
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+                self.error(format!("cannot write the spool: {e}: {n} rows dropped"));
+            }
+        }
+        self.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+    }
+}
+
+/// Size a flow will roughly take in the spool (for the overflow bound).
+fn approx_bytes(f: &Flow) -> u64 {
+    (f.request_body.len() + f.response_body.len()) as u64 * 4 / 3 + 1024
+}
+
+/// The [`FlowSink`] the hub feeds: never blocks, never loses a flow silently.
+pub struct StoreSink {
+    pub(super) tx: mpsc::Sender<Arc<Flow>>,
+    pub(super) overflow: mpsc::UnboundedSender<Arc<Flow>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) spool: SharedSpool,
+    pub(super) max_bytes: u64,
+}
+
+impl FlowSink for StoreSink {
+    fn submit(&self, flow: Arc<Flow>) {
+        let flow = match self.tx.try_send(flow) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => f,
+        };
+        let size = approx_bytes(&flow);
+        let sh = &self.shared;
+        let pending = sh.overflow_pending.fetch_add(size, Ordering::Relaxed) + size;
+        if pending + sh.spool_bytes.load(Ordering::Relaxed) > self.max_bytes {
+            sh.overflow_pending.fetch_sub(size, Ordering::Relaxed);
+            sh.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(mpsc::error::SendError(flow)) = self.overflow.send(flow) {
+            // After shutdown: nobody is left to batch it, so write it here.
+            sh.overflow_pending.fetch_sub(size, Ordering::Relaxed);
+            sh.spool_blocking(&self.spool, std::iter::once(&*flow));
+        }
+    }
+}
+
+/// Drains overflowed flows into the spool, many per fsync.
+pub async fn overflow_task(
+    mut rx: mpsc::UnboundedReceiver<Arc<Flow>>,
+    shared: Arc<Shared>,
+    spool: SharedSpool,
+    mut stop: watch::Receiver<Option<std::time::Instant>>,
+) {
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut buf, 256) => if n == 0 { break },
+            _ = stop.changed() => {
+                rx.close();
+                while rx.recv_many(&mut buf, 256).await > 0 {
+                    write_overflow(&shared, &spool, &mut buf).await;
+                }
+                break;
+            }
+        }
+        write_overflow(&shared, &spool, &mut buf).await;
+    }
+}
+
+async fn write_overflow(shared: &Arc<Shared>, spool: &SharedSpool, buf: &mut Vec<Arc<Flow>>) {
+    if buf.is_empty() {
+        return;
+    }
+    let flows = std::mem::take(buf);
+    let size: u64 = flows.iter().map(|f| approx_bytes(f)).sum();
+    let (sh, sp) = (Arc::clone(shared), Arc::clone(spool));
+    let back = tokio::task::spawn_blocking(move || {
+        sh.spool_blocking(&sp, flows.iter().map(|f| &**f));
+        flows
+    })
+    .await;
+    shared.overflow_pending.fetch_sub(size, Ordering::Relaxed);
+    if let Ok(mut flows) = back {
+        flows.clear();
+        *buf = flows;
+    }
+}
+
+/// An open database session ready for batches.
+struct Session {
+    client: Client,
+    insert: Statement,
+}
+
+/// The writer task's state.
+pub struct Writer {
+    pub(super) url: String,
+    pub(super) rx: mpsc::Receiver<Arc<Flow>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) spool: SharedSpool,
+    pub(super) stop: watch::Receiver<Option<std::time::Instant>>,
+    session: Option<Session>,
+    backoff: Duration,
+    next_attempt: Instant,
+    batch: Vec<Arc<Flow>>,
+}
+
+/// Error from one batch: retry later, or rows the database rejects.
+enum BatchError {
+    /// Connection-class: keep the rows (spool) and reconnect.
+    Retry(String),
+    /// The data itself is refused (bad encoding, constraint): isolate row by row.
+    Data(String),
+}
+
+fn classify(e: &tokio_postgres::Error) -> BatchError {
+    let data = e
+        .code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
+    if data {
+        BatchError::Data(e.to_string())
+    } else {
+        BatchError::Retry(super::describe(e))
+    }
+}
+
+impl Writer {
+    /// A writer with an optional already-connected, migrated client.
+    pub(super) async fn new(
+        url: String,
+        rx: mpsc::Receiver<Arc<Flow>>,
+        shared: Arc<Shared>,
+        spool: SharedSpool,
+        stop: watch::Receiver<Option<std::time::Instant>>,
+        client: Option<Client>,
+    ) -> Self {
+        let mut w = Self {
+            url,
+            rx,
+            shared,
+            spool,
+            stop,
+            session: None,
+            backoff: BACKOFF_MIN,
+            next_attempt: Instant::now(),
+            batch: Vec::with_capacity(BATCH_ROWS),
+        };
+        if let Some(client) = client {
+            match prepare(client).await {
+                Ok(s) => {
+                    w.session = Some(s);
+                    w.shared.set_state(StorageState::Connected);
+                }
+                Err(e) => w.lost(&e.to_string()),
+            }
+        } else {
+            w.shared.set_state(StorageState::Spooling);
+        }
+        w
+    }
+
+    /// Run until shutdown; then drain the queue and, time allowing, the spool.
+    pub async fn run(mut self) {
+        loop {
+            if self.stopping() {
+                break;
+            }
+            self.gather().await;
+            if self.stopping() {
+                break;
+            }
+            self.ensure_session().await;
+            self.flush().await;
+            if self.rx.is_empty() && self.session.is_some() {
+                self.replay_one(None).await;
+            }
+        }
+        let deadline = (*self.stop.borrow()).map(Instant::from_std);
+        self.rx.close();
+        while self.rx.recv_many(&mut self.batch, BATCH_ROWS).await > 0 {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.session = None;
+            }
+            self.flush().await;
+        }
+        self.flush().await;
+        if self.session.is_none() && deadline.is_some_and(|d| Instant::now() < d) {
+            self.next_attempt = Instant::now();
+            self.ensure_session().await;
+        }
+        while self.session.is_some() && deadline.is_none_or(|d| Instant::now() < d) {
+            if !self.replay_one(deadline).await {
+                break;
+            }
+        }
+        if let Ok(mut s) = self.spool.lock() {
+            s.seal();
+        }
+    }
+
+    /// Shutdown asked for, or the store dropped without asking.
+    fn stopping(&self) -> bool {
+        self.stop.borrow().is_some() || self.stop.has_changed().is_err()
+    }
+
+    /// Wait for a first row (or an idle tick), then up to [`BATCH_WAIT`] for more.
+    async fn gather(&mut self) {
+        let idle = if self.session.is_none() {
+            self.next_attempt
+                .saturating_duration_since(Instant::now())
+                .max(BACKOFF_MIN)
+        } else {
+            Duration::from_secs(1)
+        };
+        if self.batch.is_empty() {
+            tokio::select! {
+                _ = self.rx.recv_many(&mut self.batch, BATCH_ROWS) => {}
+                _ = self.stop.changed() => return,
+                () = tokio::time::sleep(idle) => return,
+            }
+        }
+        let until = Instant::now() + BATCH_WAIT;
+        while self.batch.len() < BATCH_ROWS {
+            let room = BATCH_ROWS - self.batch.len();
+            tokio::select! {
+                n = self.rx.recv_many(&mut self.batch, room) => if n == 0 { break },
+                () = tokio::time::sleep_until(until) => break,
+                _ = self.stop.changed() => break,
+            }
+        }
+    }
+
+    async fn ensure_session(&mut self) {
+        if self.session.is_some() || Instant::now() < self.next_attempt {
+            return;
+        }
+        let attempt = async {
+            let mut client = super::connect(&self.url).await?;
+            migrate::migrate(&mut client).await?;
+            prepare(client).await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(Ok(s)) => {
+                self.session = Some(s);
+                self.backoff = BACKOFF_MIN;
+                self.shared.set_state(StorageState::Connected);
+                tracing::info!("database connected");
+            }
+            Ok(Err(e)) => self.lost(&e.to_string()),
+            Err(_) => self.lost("connecting timed out"),
+        }
+    }
+
+    fn lost(&mut self, why: &str) {
+        self.session = None;
+        self.shared.set_state(StorageState::Spooling);
+        self.shared.error(format!(
+            "database unavailable ({why}); spooling to disk and retrying in {:?}",
+            self.backoff
+        ));
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Write the current batch, or spool it.
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if self.session.is_some() {
+            self.write_or_spool(&batch).await;
+        } else {
+            self.spool_rows(&batch).await;
+        }
+        let mut batch = batch;
+        batch.clear();
+        self.batch = batch;
+    }
+
+    /// Commit rows, isolating rejected ones; whatever cannot be written now is spooled.
+    async fn write_or_spool<T: Borrow<Flow> + Send + Sync + Clone + 'static>(
+        &mut self,
+        rows: &[T],
+    ) -> bool {
+        match self.write(rows).await {
+            Ok(n) => {
+                self.shared.written.fetch_add(n, Ordering::Relaxed);
+                true
+            }
+            Err(BatchError::Retry(why)) => {
+                self.lost(&why);
+                self.spool_rows(rows).await;
+                false
+            }
+            Err(BatchError::Data(why)) => {
+                tracing::warn!(error = %why, "batch refused; writing rows one by one");
+                for (i, row) in rows.iter().enumerate() {
+                    match self.write(std::slice::from_ref(row)).await {
+                        Ok(n) => {
+                            self.shared.written.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(BatchError::Data(why)) => {
+                            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.shared.error(format!(
+                                "the database refused flow {}: {why}; row dropped",
+                                row.borrow().id
+                            ));
+                        }
+                        Err(BatchError::Retry(why)) => {
+                            self.lost(&why);
+                            self.spool_rows(&rows[i..]).await;
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    async fn write<T: Borrow<Flow>>(&mut self, rows: &[T]) -> Result<u64, BatchError> {
+        let Some(session) = self.session.as_mut() else {
+            return Err(BatchError::Retry("not connected".into()));
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, copy_rows(session, rows)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(BatchError::Retry(format!(
+                "a batch write took over {WRITE_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn spool_rows<T: Borrow<Flow> + Send + Sync + Clone + 'static>(&self, rows: &[T]) {
+        let rows = rows.to_vec();
+        let (sh, sp) = (Arc::clone(&self.shared), Arc::clone(&self.spool));
+        let _ = tokio::task::spawn_blocking(move || {
+            sh.spool_blocking(&sp, rows.iter().map(Borrow::borrow));
+        })
+        .await;
+    }
+
+    /// Replay the oldest spool segment; false when there was nothing (or it failed).
+    async fn replay_one(&mut self, deadline: Option<Instant>) -> bool {
+        let sp = Arc::clone(&self.spool);
+        let seg = tokio::task::spawn_blocking(move || {
+            let mut s = sp.lock().map_err(|_| "spool lock poisoned".to_string())?;
+            s.oldest().map_err(|e| e.to_string())
+        })
+        .await;
+        let seg: Segment = match seg {
+            Ok(Ok(Some(seg))) => seg,
+            Ok(Ok(None)) => return false,
+            Ok(Err(e)) => {
+                self.shared.error(format!("cannot read the spool: {e}"));
+                return false;
+            }
+            Err(e) => {
+                self.shared.error(format!("spool task failed: {e}"));
+                return false;
+            }
+        };
+        let flows: Vec<Arc<Flow>> = seg.flows.iter().cloned().map(Arc::new).collect();
+        for chunk in flows.chunks(BATCH_ROWS) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            if !self.write_or_spool_replay(chunk).await {
+                return false;
+            }
+        }
+        self.shared
+            .replayed
+            .fetch_add(flows.len() as u64, Ordering::Relaxed);
+        let sp = Arc::clone(&self.spool);
+        let shared = Arc::clone(&self.shared);
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(mut s) = sp.lock() else { return };
+            if let Some(why) = &seg.corrupt {
+                match s.quarantine(&seg) {
+                    Ok(to) => shared.error(format!(
+                        "spool segment {} is corrupt ({why}); its {} intact rows were replayed, \
+                         the rest is kept in {} for inspection",
+                        seg.path.display(),
+                        seg.flows.len(),
+                        to.display()
+                    )),
+                    Err(e) => shared.error(format!(
+                        "cannot move the corrupt spool segment {}: {e}",
+                        seg.path.display()
+                    )),
+                }
+            } else if let Err(e) = s.remove(&seg) {
+                shared.error(format!(
+                    "cannot delete the replayed spool segment {}: {e}",
+                    seg.path.display()
+                ));
+            }
+            shared.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+        })
+        .await;
+        true
+    }
+
+    /// Replayed rows that fail to write stay in their segment (not re-spooled).
+    async fn write_or_spool_replay(&mut self, rows: &[Arc<Flow>]) -> bool {
+        match self.write(rows).await {
+            Ok(n) => {
+                self.shared.written.fetch_add(n, Ordering::Relaxed);
+                true
+            }
+            Err(BatchError::Retry(why)) => {
+                self.lost(&why);
+                false
+            }
+            Err(BatchError::Data(_)) => {
+                for row in rows {
+                    match self.write(std::slice::from_ref(row)).await {
+                        Ok(n) => {
+                            self.shared.written.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(BatchError::Data(why)) => {
+                            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.shared.error(format!(
+                                "the database refused spooled flow {}: {why}; row dropped",
+                                row.id
+                            ));
+                        }
+                        Err(BatchError::Retry(why)) => {
+                            self.lost(&why);
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Staging table DDL: our own column types, so COPY's binary types always match.
+fn staging_ddl() -> String {
+    let cols = COLUMNS
+        .iter()
+        .map(|(n, t)| format!("{n} {}", sql_type(t)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("CREATE TEMP TABLE IF NOT EXISTS ccproxy_staging ({cols}) ON COMMIT DELETE ROWS")
+}
+
+async fn prepare(client: Client) -> Result<Session, StoreError> {
+    client.batch_execute(&staging_ddl()).await?;
+    let cols = column_list();
+    let insert = client
+        .prepare(&format!(
+            "INSERT INTO {TABLE} ({cols}) SELECT {cols} FROM ccproxy_staging \
+             ON CONFLICT (trace_id) DO NOTHING"
+        ))
+        .await?;
+    Ok(Session { client, insert })
+}
+
+/// One transaction: COPY the rows into staging, move the new ones into the table.
+async fn copy_rows<T: Borrow<Flow>>(
+    s: &mut Session,
+    rows: &[T],
+) -> Result<u64, tokio_postgres::Error> {
+    let types = column_types();
+    let tx = s.client.transaction().await?;
+    let sink = tx
+        .copy_in(&format!(
+            "COPY ccproxy_staging ({}) FROM STDIN BINARY",
+            column_list()
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    for row in rows {
+        let values = RowValues::new(row.borrow());
+        writer.as_mut().write(&values.as_params()).await?;
+    }
+    writer.finish().await?;
+    let n = tx.execute(&s.insert, &[]).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Write flows with the writer's own path (benchmarks and tests of the COPY path).
+pub async fn copy_flows(client: Client, flows: &[Arc<Flow>]) -> Result<(Client, u64), StoreError> {
+    let mut s = prepare(client).await?;
+    let mut total = 0;
+    for chunk in flows.chunks(BATCH_ROWS) {
+        total += copy_rows(&mut s, chunk).await?;
+    }
+    Ok((s.client, total))
+}
