@@ -31,43 +31,64 @@ pub enum Action {
     Feed(Feed),
     /// Time passes (header rate, clock).
     Tick(DateTime<Utc>),
+    /// Previous flow, or scroll the body up (past the top: load older flows).
     Up,
+    /// Next flow, or scroll the body down.
     Down,
+    /// First flow / top of the body.
     Top,
+    /// Last flow / end of the body.
     Bottom,
+    /// A screenful up.
     PageUp,
+    /// A screenful down.
     PageDown,
     /// Open the selected flow's detail.
     Open,
     /// Close the overlay, the input or the detail.
     Back,
+    /// Next detail tab.
     NextTab,
+    /// Previous detail tab.
     PrevTab,
+    /// `F`: follow the newest flow.
     ToggleFollow,
+    /// Open the filter bar.
     StartFilter,
     /// A key typed into the filter bar.
     FilterKey(tui_textarea::Input),
+    /// Keep the filter and close the bar.
     FilterSubmit,
+    /// Restore the filter from before the bar opened.
     FilterCancel,
+    /// Open the body search bar.
     StartSearch,
     /// A key typed into the body search bar.
     SearchKey(tui_textarea::Input),
+    /// Run the search and jump to the first match below.
     SearchSubmit,
+    /// Drop the search.
     SearchCancel,
+    /// `n`: next match.
     NextHit,
+    /// `N`: previous match.
     PrevHit,
+    /// `?`.
     ToggleHelp,
+    /// `y`: curl command to the clipboard and on screen.
     CopyCurl,
+    /// `b`: save the body of the open tab (response in the list).
     SaveBody,
+    /// `w`: the filtered flows as HAR.
     ExportHar,
+    /// `c`: forget every flow shown.
     Clear,
+    /// `m`: next body view.
     CycleMode,
+    /// `Q`.
     Quit,
     /// A page of stored flows arrived (newest first, as `Reader::page` returns them).
-    History {
-        flows: Vec<Flow>,
-        exhausted: bool,
-    },
+    History { flows: Vec<Flow>, exhausted: bool },
     /// One line to show in the footer (results of effects).
     Notice(String),
 }
@@ -88,15 +109,20 @@ pub enum Effect {
 /// Which pane has the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
+    /// The flow table.
     List,
+    /// The detail pane of the selected flow.
     Detail,
 }
 
 /// Detail tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
+    /// Request line, headers, body.
     Request,
+    /// Status line, headers, body (live while streaming).
     Response,
+    /// Times, addresses, TLS, error.
     Timing,
 }
 
@@ -117,7 +143,9 @@ impl Tab {
 /// What floats above the panes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
+    /// Nothing.
     None,
+    /// `?`: every binding.
     Help,
     /// The curl command just copied.
     Curl(String),
@@ -126,8 +154,11 @@ pub enum Overlay {
 /// Which bar is taking text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
+    /// Keys are commands.
     None,
+    /// The `/` filter bar.
     Filter,
+    /// The body search bar.
     Search,
 }
 
@@ -159,8 +190,11 @@ fn body_len(f: &Flow) -> usize {
 /// History loading state.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct History {
+    /// A Reader is connected.
     pub available: bool,
+    /// A page request is out.
     pub loading: bool,
+    /// No older flows remain (or the list was cleared).
     pub exhausted: bool,
 }
 
@@ -178,36 +212,56 @@ pub struct App {
     visible: Vec<usize>,
     /// Selected entry (index into the entries, not the visible list).
     selected: Option<usize>,
+    /// Keep the newest flow selected as flows arrive (`F`).
     pub follow: bool,
+    /// Which pane has the keys.
     pub focus: Focus,
+    /// The open detail tab.
     pub tab: Tab,
     /// `None`: chosen from the content type.
     mode_override: Option<BodyMode>,
+    /// First detail row shown (headers, then body lines).
     pub scroll: usize,
     doc: Option<(DocKey, BodyDoc)>,
+    /// The filter applied to the list (the last valid expression).
     pub filter: Filter,
     filter_before: Filter,
+    /// The `/` bar's text.
     pub filter_input: TextArea<'static>,
+    /// Why the bar's text does not parse, shown in red with its column.
     pub filter_error: Option<FilterError>,
+    /// The body search bar's text.
     pub search_input: TextArea<'static>,
+    /// The body search query.
     pub search: String,
+    /// Body lines that contain the query.
     pub hits: Vec<usize>,
+    /// The current match (index into `hits`).
     pub hit: usize,
+    /// What floats above the panes.
     pub overlay: Overlay,
+    /// Which bar takes typed text.
     pub input: Input,
+    /// The engine's latest status (header).
     pub status: Option<EngineStatus>,
+    /// Events this view missed because it fell behind.
     pub lagged: u64,
     counts: [u64; 4],
     started: u64,
     samples: VecDeque<(DateTime<Utc>, u64)>,
+    /// Requests per second over the last few seconds.
     pub rate: f64,
+    /// The latest one-line message (effects' results, hints).
     pub notice: Option<String>,
     notice_at: DateTime<Utc>,
+    /// The clock, advanced by `Tick` only (tests stay deterministic).
     pub now: DateTime<Utc>,
+    /// Stored-history paging state.
     pub history: History,
     /// Where the feed comes from (`attached`, `in-process`).
     pub source: String,
     effects: Vec<Effect>,
+    /// Set by `Q`: the loop ends.
     pub quit: bool,
     /// Most body bytes held; the oldest completed flows lose their bodies beyond it.
     pub body_budget: usize,

@@ -147,7 +147,9 @@ pub enum BlockKind {
 /// One block of the reassembled message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
+    /// Text, thinking or a tool call.
     pub kind: BlockKind,
+    /// Its content as streamed so far.
     pub text: String,
 }
 
@@ -156,7 +158,9 @@ pub struct Block {
 pub struct Message {
     /// `None` until an event identifies the API.
     pub api: Option<Api>,
+    /// The model the stream names.
     pub model: Option<String>,
+    /// Content blocks in stream order.
     pub blocks: Vec<Block>,
     /// Stop / finish reason or final status.
     pub stop: Option<String>,
@@ -413,7 +417,9 @@ fn str_at(v: &Value, pointer: &str) -> Option<String> {
 /// Parser and message together: the state behind the SSE body view.
 #[derive(Debug, Default, Clone)]
 pub struct Stream {
+    /// The events so far.
     pub parser: SseParser,
+    /// The message they add up to.
     pub message: Message,
 }
 
