@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -969,7 +970,27 @@ pub fn curl_command(f: &Flow) -> String {
     parts.join(" ")
 }
 
+/// POSIX-shell quoting; control characters become `$'\xHH'` escapes so the
+/// command is faithful yet safe to paste into a terminal.
 fn shell_quote(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\'' => out.push_str("\\'"),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        let _ = write!(out, "\\x{b:02x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        return out;
+    }
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
@@ -1001,5 +1022,6 @@ mod tests {
             curl_command(&f),
             r#"curl -X POST 'https://h/p?a=1&b='\''2'\''' -H 'x-api-key: sk-…abcd' --data-raw '{"it'\''s":1}'"#
         );
+        assert_eq!(shell_quote("a\x1b[2J'b"), r"$'a\x1b[2J\'b'");
     }
 }
