@@ -3,8 +3,13 @@
 //! the screen read back with `tmux capture-pane -p`: the flows appear, Enter
 //! opens one (the reassembled SSE message shows), `/` filters the list, `Q` quits.
 //!
+//! Storage is a fresh database on the shared test PostgreSQL, holding one
+//! flow stored before the TUI starts: it shows up as history.
+//!
 //! Needs the merged engine (`ccproxy tui` starts one in-process). Skips with a
 //! printed reason only when tmux is not installed.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -97,7 +102,7 @@ fn screen(session: &str) -> String {
 
 /// Poll the screen until `pred` holds; the last screen goes into the failure message.
 async fn wait_for(session: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let s = screen(session);
         if pred(&s) {
@@ -138,6 +143,19 @@ async fn tui_shows_filters_and_opens_live_flows() {
         println!("skipped: tmux is not installed (scripts/test installs it)");
         return;
     }
+    let db = common::db::fresh_db().await;
+    {
+        let home = common::db::temp_home();
+        let store = ccproxy::store::Store::open(&common::db::config(home.path(), Some(&db.url)))
+            .await
+            .expect("open store");
+        let mut f = common::db::sample_flow(0);
+        f.path = "/stored-earlier".into();
+        f.url = "https://api.anthropic.com/stored-earlier".into();
+        f.start_time = chrono::Utc::now() - chrono::Duration::minutes(10);
+        store.sink().submit(std::sync::Arc::new(f));
+        store.shutdown(Duration::from_secs(20)).await;
+    }
     let up = upstream().await;
     let home = tempfile::tempdir().expect("home");
     let fwd = free_port();
@@ -151,8 +169,10 @@ async fn tui_shows_filters_and_opens_live_flows() {
     .expect("config");
     LOG.with(|l| *l.borrow_mut() = home.path().join("ccproxy.log"));
     let session = Session(format!("ccproxy-e2e-{}", std::process::id()));
+    // tmux runs the command in its server's environment: pass the database inline.
     let cmd = format!(
-        "{} --home {} tui; sleep 30",
+        "CCPROXY_DATABASE_URL='{}' {} --home {} tui; sleep 30",
+        db.url,
         env!("CARGO_BIN_EXE_ccproxy"),
         home.path().display()
     );
@@ -173,8 +193,8 @@ async fn tui_shows_filters_and_opens_live_flows() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    wait_for(&session.0, "the TUI header", |s| {
-        s.contains("ccproxy") && s.contains("Flows")
+    wait_for(&session.0, "the TUI with the stored flow", |s| {
+        s.contains("Flows") && s.contains("/stored-earlier")
     })
     .await;
     wait_for_port(fwd).await;
@@ -226,7 +246,7 @@ async fn tui_shows_filters_and_opens_live_flows() {
     tmux(&["send-keys", "-t", &session.0, "/"]);
     tmux(&["send-keys", "-t", &session.0, "-l", "hello"]);
     wait_for(&session.0, "the filtered list", |s| {
-        s.contains("Flows 1/2") && !s.contains("/v1/messages")
+        s.contains("Flows 1/3") && !s.contains("/v1/messages")
     })
     .await;
     tmux(&["send-keys", "-t", &session.0, "-l", " & ~zz"]);
@@ -236,7 +256,7 @@ async fn tui_shows_filters_and_opens_live_flows() {
     .await;
     tmux(&["send-keys", "-t", &session.0, "Escape"]);
     wait_for(&session.0, "the whole list again", |s| {
-        s.contains("Flows 2/2")
+        s.contains("Flows 3/3")
     })
     .await;
 
@@ -252,7 +272,7 @@ async fn tui_shows_filters_and_opens_live_flows() {
     .await;
 
     tmux(&["send-keys", "-t", &session.0, "Q"]);
-    wait_for(&session.0, "the TUI to exit", |s| !s.contains("Flows 2/2")).await;
+    wait_for(&session.0, "the TUI to exit", |s| !s.contains("Flows 3/3")).await;
     assert!(Path::new(&home.path().join("ccproxy.log")).exists());
 }
 
