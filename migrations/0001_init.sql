@@ -37,13 +37,16 @@ CREATE TABLE IF NOT EXISTS "CCProxy_HttpTraces" (
 
 -- Extras (nullable): which listener saw it, the Claude Code session joining
 -- both legs of one call, time to the response head, the client's HTTP
--- version, and the model named in an LLM request body.
+-- version, the model named in an LLM request body, and the token usage an
+-- LLM response reports (JSON `usage`, or the `usage` of SSE events).
 ALTER TABLE "CCProxy_HttpTraces"
-    ADD COLUMN IF NOT EXISTS direction    TEXT,
-    ADD COLUMN IF NOT EXISTS session_id   TEXT,
-    ADD COLUMN IF NOT EXISTS ttfb_ms      FLOAT,
-    ADD COLUMN IF NOT EXISTS http_version TEXT,
-    ADD COLUMN IF NOT EXISTS model        TEXT;
+    ADD COLUMN IF NOT EXISTS direction     TEXT,
+    ADD COLUMN IF NOT EXISTS session_id    TEXT,
+    ADD COLUMN IF NOT EXISTS ttfb_ms       FLOAT,
+    ADD COLUMN IF NOT EXISTS http_version  TEXT,
+    ADD COLUMN IF NOT EXISTS model         TEXT,
+    ADD COLUMN IF NOT EXISTS input_tokens  INT,
+    ADD COLUMN IF NOT EXISTS output_tokens INT;
 
 CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_start_time_idx"   ON "CCProxy_HttpTraces" (start_time);
 CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_host_idx"         ON "CCProxy_HttpTraces" (host);

@@ -161,3 +161,31 @@ async fn the_seed_analysis_queries_run_verbatim() {
     let out = psql(&db.url, queries[1]);
     assert!(out.contains("api.anthropic.com"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_url_the_store_uses_the_managed_cluster_and_stops_it_at_exit() {
+    let home = temp_home();
+    let _stop = StopOnDrop(home.path());
+    let cfg = common::db::config(home.path(), None);
+    let st = store::Store::open(&cfg).await.expect("open");
+    let stats = st.stats();
+    assert_eq!(stats.source, "managed");
+    assert_eq!(stats.state, store::StorageState::Connected);
+    let m = st.managed().expect("managed").clone();
+    assert!(m.started_by_us);
+    let sink = st.sink();
+    for i in 0..10 {
+        sink.submit(Arc::new(sample_flow(i)));
+    }
+    st.shutdown(std::time::Duration::from_secs(10)).await;
+    assert!(
+        managed::running_pid(&m.data_dir).is_none(),
+        "server left running"
+    );
+    // The rows are there next time (the reader starts the server on demand).
+    let reader = store::query::Reader::connect(&cfg)
+        .await
+        .expect("reader")
+        .expect("storage on");
+    assert_eq!(reader.since(None, 100).await.expect("rows").len(), 10);
+}

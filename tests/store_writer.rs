@@ -83,15 +83,25 @@ async fn a_thousand_flows_land_exactly_once_with_every_field() {
         assert_eq!(body, want.response_body.to_vec());
         let size: i32 = r.get("response_body_size");
         assert_eq!(size as u64, want.response_body_size);
-        let model: Option<String> = c
+        let extras = c
             .query_one(
-                r#"SELECT model FROM "CCProxy_HttpTraces" WHERE trace_id = $1"#,
+                r#"SELECT model, input_tokens, output_tokens, direction, session_id
+                   FROM "CCProxy_HttpTraces" WHERE trace_id = $1"#,
                 &[&want.id.to_string()],
             )
             .await
-            .expect("model")
-            .get(0);
-        assert_eq!(model.as_deref(), Some("claude-sonnet-4"));
+            .expect("extras");
+        assert_eq!(
+            extras.get::<_, Option<String>>(0).as_deref(),
+            Some("claude-sonnet-4")
+        );
+        assert_eq!(extras.get::<_, Option<i32>>(1), Some(1000 + i as i32));
+        assert_eq!(extras.get::<_, Option<i32>>(2), Some(7));
+        assert_eq!(
+            extras.get::<_, Option<String>>(3).as_deref(),
+            Some(want.direction.as_str())
+        );
+        assert_eq!(extras.get::<_, Option<String>>(4), want.session_id);
     }
     // Headers are a JSON object keyed by lowercase name, repeats joined.
     let accept: String = c
@@ -220,4 +230,41 @@ async fn prune_deletes_old_rows_in_batches() {
         .expect("prune");
     assert_eq!(pruned, 11_000);
     assert_eq!(count(&db.url).await, 1_000);
+}
+
+#[tokio::test]
+async fn reader_pages_newest_first_and_since_oldest_first() {
+    let db = fresh_db().await;
+    let mut c = store::connect(&db.url).await.expect("connect");
+    migrate::migrate(&mut c).await.expect("migrate");
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let flows: Vec<Arc<Flow>> = (0..25)
+        .map(|i| {
+            let mut f = sample_flow(i);
+            f.start_time = base + chrono::Duration::seconds(i as i64);
+            Arc::new(f)
+        })
+        .collect();
+    store::writer::copy_flows(c, &flows).await.expect("write");
+    let reader = store::query::Reader::from_url(&db.url)
+        .await
+        .expect("reader");
+    let first = reader.page(None, 10).await.expect("page");
+    let ids: Vec<_> = first.iter().map(|f| f.id).collect();
+    let want: Vec<_> = flows.iter().rev().take(10).map(|f| f.id).collect();
+    assert_eq!(ids, want);
+    let next = reader
+        .page(Some(first[9].start_time), 10)
+        .await
+        .expect("page 2");
+    assert_eq!(next[0].id, flows[14].id);
+    let since = reader
+        .since(Some(flows[20].start_time), 100)
+        .await
+        .expect("since");
+    assert_eq!(
+        since.iter().map(|f| f.id).collect::<Vec<_>>(),
+        flows[20..].iter().map(|f| f.id).collect::<Vec<_>>()
+    );
+    assert_eq!(reader.since(None, 100).await.expect("all").len(), 25);
 }

@@ -54,6 +54,8 @@ pub const COLUMNS: &[(&str, Type)] = &[
     ("ttfb_ms", Type::FLOAT8),
     ("http_version", Type::TEXT),
     ("model", Type::TEXT),
+    ("input_tokens", Type::INT4),
+    ("output_tokens", Type::INT4),
 ];
 
 /// The SQL type name of a column type (for staging DDL and fix-it messages).
@@ -192,11 +194,14 @@ pub struct RowValues<'a> {
     ttfb_ms: Option<f64>,
     http_version: Cow<'a, str>,
     model: Option<String>,
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
 }
 
 impl<'a> RowValues<'a> {
     /// Borrow a flow as row values.
     pub fn new(f: &'a Flow) -> Self {
+        let usage = response_usage(f);
         Self {
             trace_id: f.id.to_string(),
             method: pg_text(&f.method),
@@ -227,11 +232,13 @@ impl<'a> RowValues<'a> {
             ttfb_ms: f.ttfb_ms,
             http_version: pg_text(&f.http_version),
             model: request_model(f),
+            input_tokens: usage.input,
+            output_tokens: usage.output,
         }
     }
 
     /// The values in [`COLUMNS`] order.
-    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 29] {
+    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 31] {
         [
             &self.trace_id,
             &self.method,
@@ -262,11 +269,15 @@ impl<'a> RowValues<'a> {
             &self.ttfb_ms,
             &self.http_version,
             &self.model,
+            &self.input_tokens,
+            &self.output_tokens,
         ]
     }
 }
 
-/// The `model` of a JSON request body (`{"model": "claude-…", …}`).
+/// The `model` of a JSON request body (`{"model": "claude-…", …}`). A body
+/// cut at `max_body_size` is no longer valid JSON; then the first
+/// `"model":"…"` in it is taken (clients put it before the messages).
 pub fn request_model(f: &Flow) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct ModelOnly {
@@ -276,13 +287,111 @@ pub fn request_model(f: &Flow) -> Option<String> {
     if !body.starts_with(b"{") {
         return None;
     }
-    let m: ModelOnly = serde_json::from_slice(body).ok()?;
-    match m.model? {
-        serde_json::Value::String(s) if !s.is_empty() && s.len() <= 200 => {
-            Some(pg_text(&s).into_owned())
-        }
-        _ => None,
+    let model = match first_json::<ModelOnly>(body) {
+        Some(m) => match m.model? {
+            serde_json::Value::String(s) => s,
+            _ => return None,
+        },
+        None => scan_model(body)?,
+    };
+    (!model.is_empty() && model.len() <= 200).then(|| pg_text(&model).into_owned())
+}
+
+/// The first JSON value of `b`, ignoring whatever follows it.
+fn first_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
+    // Not `from_slice`: that also demands nothing (but whitespace) follows.
+    T::deserialize(&mut serde_json::Deserializer::from_slice(b)).ok()
+}
+
+fn scan_model(body: &[u8]) -> Option<String> {
+    let at = body.windows(7).position(|w| w == b"\"model\"")?;
+    let rest = body[at + 7..].trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = rest
+        .iter()
+        .take(201)
+        .position(|b| *b == b'"' || *b == b'\\')?;
+    std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
+}
+
+/// Token counts an LLM response reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// `input_tokens` (Anthropic) or `prompt_tokens` (OpenAI).
+    pub input: Option<i32>,
+    /// `output_tokens` (Anthropic) or `completion_tokens` (OpenAI).
+    pub output: Option<i32>,
+}
+
+/// Field names are the providers'.
+#[derive(serde::Deserialize, Default)]
+#[allow(clippy::struct_field_names)]
+struct UsageJson {
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct WithUsage {
+    usage: Option<UsageJson>,
+    /// Anthropic's `message_start` event nests it.
+    message: Option<Box<WithUsage>>,
+}
+
+impl WithUsage {
+    fn usage(self) -> Option<UsageJson> {
+        self.usage.or_else(|| self.message.and_then(|m| m.usage()))
     }
+}
+
+fn clamp(n: Option<i64>) -> Option<i32> {
+    n.and_then(|n| i32::try_from(n).ok())
+}
+
+/// Token usage from a JSON response body or from the events of an SSE stream
+/// (the last figure reported wins: `message_delta` carries the final output).
+pub fn response_usage(f: &Flow) -> Usage {
+    let body = f.response_body.trim_ascii_start();
+    let mut usage = Usage::default();
+    let mut take = |u: UsageJson| {
+        if let Some(n) = clamp(u.input_tokens.or(u.prompt_tokens)) {
+            usage.input = Some(n);
+        }
+        if let Some(n) = clamp(u.output_tokens.or(u.completion_tokens)) {
+            usage.output = Some(n);
+        }
+    };
+    if body.starts_with(b"{") {
+        if let Some(u) = first_json::<WithUsage>(body).and_then(WithUsage::usage) {
+            take(u);
+        }
+        return usage;
+    }
+    let is_sse = f
+        .response_content_type
+        .as_deref()
+        .is_some_and(|c| c.contains("event-stream"));
+    if !is_sse || memchr_usage(body).is_none() {
+        return usage;
+    }
+    for line in body.split(|b| *b == b'\n') {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        if memchr_usage(data).is_none() {
+            continue;
+        }
+        if let Some(u) = first_json::<WithUsage>(data.trim_ascii()).and_then(WithUsage::usage) {
+            take(u);
+        }
+    }
+    usage
+}
+
+fn memchr_usage(b: &[u8]) -> Option<usize> {
+    b.windows(7).position(|w| w == b"\"usage\"")
 }
 
 /// Columns read back into a [`Flow`] (the writer's columns, same order).
@@ -395,6 +504,49 @@ mod tests {
         assert_eq!(request_model(&f), None);
         f.request_body = bytes::Bytes::from_static(br#"{"model":7}"#);
         assert_eq!(request_model(&f), None);
+        // Cut at max_body_size: no longer JSON, the model is still found.
+        f.request_body =
+            bytes::Bytes::from_static(br#"{"model": "claude-y","messages":[{"role":"us"#);
+        assert_eq!(request_model(&f).as_deref(), Some("claude-y"));
+    }
+
+    #[test]
+    fn usage_from_json_and_sse() {
+        let mut f = Flow::new(Direction::Reverse, "POST", "http://h/v1", "h", "/v1");
+        f.response_body = bytes::Bytes::from_static(
+            br#"{"id":"m","usage":{"input_tokens":12,"output_tokens":34}}"#,
+        );
+        assert_eq!(
+            response_usage(&f),
+            Usage {
+                input: Some(12),
+                output: Some(34)
+            }
+        );
+        f.response_body =
+            bytes::Bytes::from_static(br#"{"usage":{"prompt_tokens":5,"completion_tokens":6}}"#);
+        assert_eq!(
+            response_usage(&f),
+            Usage {
+                input: Some(5),
+                output: Some(6)
+            }
+        );
+        f.response_content_type = Some("text/event-stream; charset=utf-8".into());
+        f.response_body = bytes::Bytes::from_static(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":100,\"output_tokens\":1}}}\n\n\
+              event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n\
+              event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":77}}\n\n",
+        );
+        assert_eq!(
+            response_usage(&f),
+            Usage {
+                input: Some(100),
+                output: Some(77)
+            }
+        );
+        f.response_body = bytes::Bytes::from_static(b"\x00\x01");
+        assert_eq!(response_usage(&f), Usage::default());
     }
 
     #[test]

@@ -247,8 +247,9 @@ pub fn sample_flow(i: usize) -> ccproxy::flow::Flow {
         ("set-cookie".into(), "__cf…abcd".into()),
     ];
     let mut body = format!(
-        r#"{{"id":"msg_{i}","content":[{{"type":"text","text":"{}"}}]}}"#,
-        "ok ".repeat(300)
+        r#"{{"id":"msg_{i}","content":[{{"type":"text","text":"{}"}}],"usage":{{"input_tokens":{},"output_tokens":7}}}}"#,
+        "ok ".repeat(300),
+        1000 + i
     )
     .into_bytes();
     body.extend_from_slice(&[0, 159, 146, 150, 255]); // bytes that are not UTF-8
