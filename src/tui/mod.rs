@@ -293,11 +293,3 @@ fn init_logging(cfg: &Config) -> Option<tracing::subscriber::DefaultGuard> {
     }
     Some(tracing::subscriber::set_default(build()))
 }
-
-/// Stand-in until the `tui` branch lands (the merge takes theirs): headless.
-pub async fn run_with_engine(
-    _cfg: std::sync::Arc<crate::config::Config>,
-    engine: crate::engine::Engine,
-) -> anyhow::Result<i32> {
-    crate::daemon::serve_until_signal(engine, true).await
-}
