@@ -90,6 +90,8 @@ pub enum Action {
     Quit,
     /// A page of stored flows arrived (newest first, as `Reader::page` returns them).
     History { flows: Vec<Flow>, exhausted: bool },
+    /// Stored history became reachable: load the newest page.
+    HistoryAvailable,
     /// One line to show in the footer (results of effects).
     Notice(String),
 }
@@ -592,6 +594,13 @@ impl App {
             Action::Quit => self.quit = true,
             Action::History { flows, exhausted } => self.merge_history(flows, exhausted),
             Action::Notice(n) => self.say(n),
+            Action::HistoryAvailable => {
+                if !self.history.available {
+                    self.history.available = true;
+                    self.history.loading = true;
+                    self.effects.push(Effect::LoadOlder { before: None });
+                }
+            }
         }
     }
 

@@ -13,7 +13,6 @@ use super::app::Action;
 use crate::engine::Feed;
 
 /// Everything the loop reacts to.
-#[derive(Debug)]
 pub enum Event {
     /// A key press.
     Key(KeyEvent),
@@ -27,6 +26,8 @@ pub enum Event {
     FeedClosed,
     /// A finished effect reporting back.
     Action(Action),
+    /// The stored-history reader connected.
+    HistoryReady(std::sync::Arc<crate::store::query::Reader>),
 }
 
 /// The receiving end of the merged event stream.

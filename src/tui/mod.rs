@@ -51,8 +51,7 @@ pub async fn command(cli: &Cli) -> anyhow::Result<i32> {
     let cfg = Arc::new(crate::load_config(cli, None, None)?);
     let _log = init_logging(&cfg);
     if let Some(feed) = engine::attach(&cfg).await? {
-        let history = connect_history(&cfg).await;
-        return run_source(cfg, feed, history, "attached").await;
+        return run_source(cfg, feed, History::Connect, "attached").await;
     }
     let engine = Engine::start(Arc::clone(&cfg), Mode::Dual)
         .await
@@ -64,8 +63,7 @@ pub async fn command(cli: &Cli) -> anyhow::Result<i32> {
 pub async fn run_with_engine(cfg: Arc<Config>, engine: Engine) -> anyhow::Result<i32> {
     let _log = init_logging(&cfg);
     let feed = engine.feed();
-    let history = connect_history(&cfg).await;
-    let result = run_source(Arc::clone(&cfg), feed, history, "in-process").await;
+    let result = run_source(Arc::clone(&cfg), feed, History::Connect, "in-process").await;
     engine.shutdown().await;
     result
 }
@@ -77,17 +75,30 @@ pub async fn run(
     history: Option<Reader>,
 ) -> anyhow::Result<i32> {
     let _log = init_logging(&cfg);
+    let history = history.map_or(History::Off, |r| History::Ready(Arc::new(r)));
     run_source(cfg, feed, history, "live").await
 }
 
-async fn connect_history(cfg: &Config) -> Option<Reader> {
-    match Reader::connect(cfg).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "stored history unavailable");
-            None
+/// Where stored history comes from.
+enum History {
+    /// None.
+    Off,
+    /// This reader.
+    Ready(Arc<Reader>),
+    /// Connect in the background, so a slow database never delays the first frame.
+    Connect,
+}
+
+fn connect_history(cfg: Arc<Config>, tx: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        match Reader::connect(&cfg).await {
+            Ok(Some(r)) => {
+                let _ = tx.send(Event::HistoryReady(Arc::new(r))).await;
+            }
+            Ok(None) => tracing::info!("storage is off: no stored history"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "stored history unavailable"),
         }
-    }
+    });
 }
 
 /// Puts the terminal back (raw mode off, main screen) however the loop ends.
@@ -102,18 +113,25 @@ impl Drop for TerminalGuard {
 async fn run_source(
     cfg: Arc<Config>,
     feed: mpsc::Receiver<Feed>,
-    history: Option<Reader>,
+    history: History,
     source: &str,
 ) -> anyhow::Result<i32> {
-    let reader = history.map(Arc::new);
     // try_init also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::try_init().map_err(TuiError::Terminal)?;
     let guard = TerminalGuard;
     let cancel = CancellationToken::new();
     let mut events = Events::start(feed, TICK, true, cancel.clone());
+    let mut reader = match history {
+        History::Ready(r) => Some(r),
+        History::Connect => {
+            connect_history(Arc::clone(&cfg), events.sender());
+            None
+        }
+        History::Off => None,
+    };
     let mut app = App::new(source, reader.is_some(), Utc::now());
-    tracing::info!(source, history = reader.is_some(), "tui started");
-    let result = event_loop(&mut terminal, &mut app, &mut events, &cfg, reader.as_ref()).await;
+    tracing::info!(source, "tui started");
+    let result = event_loop(&mut terminal, &mut app, &mut events, &cfg, &mut reader).await;
     cancel.cancel();
     drop(guard);
     tracing::info!("tui stopped");
@@ -125,7 +143,7 @@ async fn event_loop(
     app: &mut App,
     events: &mut Events,
     cfg: &Config,
-    reader: Option<&Arc<Reader>>,
+    reader: &mut Option<Arc<Reader>>,
 ) -> anyhow::Result<()> {
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
@@ -148,16 +166,16 @@ async fn event_loop(
             events.next().await
         };
         let Some(ev) = ev else { break };
-        handle(app, ev);
+        handle(app, reader, ev);
         let mut drained = 1;
         while drained < DRAIN_MAX {
             let Some(ev) = events.try_next() else { break };
-            handle(app, ev);
+            handle(app, reader, ev);
             drained += 1;
         }
         dirty = true;
         for effect in app.take_effects() {
-            perform(effect, cfg, reader, events.sender());
+            perform(effect, cfg, reader.as_ref(), events.sender());
         }
         if app.quit {
             break;
@@ -166,8 +184,12 @@ async fn event_loop(
     Ok(())
 }
 
-fn handle(app: &mut App, ev: Event) {
+fn handle(app: &mut App, reader: &mut Option<Arc<Reader>>, ev: Event) {
     match ev {
+        Event::HistoryReady(r) => {
+            *reader = Some(r);
+            app.update(Action::HistoryAvailable);
+        }
         Event::Key(k) => {
             if let Some(a) = keymap::action(app, k) {
                 app.update(a);
