@@ -380,6 +380,14 @@ pub async fn status(cfg: &Config, args: &StatusArgs, mitm_only: bool) -> anyhow:
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 println!("{}", human_status(cfg, &st));
+                if let Liveness::Running(gw) = pidfile::check(&engine::gateway_lock_path(cfg)) {
+                    if gw.owner.is_none() {
+                        println!(
+                            "litellm   running alone (pid {}) on {}:{}",
+                            gw.pid, cfg.litellm.host, cfg.litellm.port
+                        );
+                    }
+                }
             }
             return Ok(0);
         }

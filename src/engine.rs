@@ -35,15 +35,18 @@ pub enum Feed {
     Status(Box<EngineStatus>),
 }
 
-/// The `status --json` document (schema in README.md; keep it stable).
+/// The `status --json` document (schema in README.md; keep it stable: add
+/// fields, never rename or remove them, and bump `schema` if a meaning changes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineStatus {
     /// Always 1 for this schema.
     pub schema: u32,
     /// Engine process id.
     pub pid: u32,
-    /// `dual-gateway`, `dual-direct` or `forward`.
+    /// `dual-gateway` (reverse → gateway child), `dual-direct` (reverse →
+    /// `ccproxy.upstream` or the providers) or `forward` (`mitm start`).
     pub mode: String,
+    /// When the engine started (RFC 3339, UTC).
     pub started_at: DateTime<Utc>,
     /// `host:port` of the forward listener.
     pub forward: Option<String>,
@@ -51,15 +54,20 @@ pub struct EngineStatus {
     pub reverse: Option<String>,
     /// The gateway child, when one runs.
     pub gateway: Option<GatewayStatus>,
+    /// The store writer: state (`connected`/`spooling`/`off`), source, queue and spool counters.
     pub storage: StoreStats,
+    /// Flow counters since start: started, completed, in flight, errors, and completed by traffic type.
     pub flows: HubSnapshot,
 }
 
 /// The LiteLLM (or stand-in) gateway child.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GatewayStatus {
+    /// Its process id (also its process group).
     pub pid: u32,
+    /// The loopback port it listens on (chosen free at start).
     pub port: u16,
+    /// The full command line it was started with.
     pub command: Vec<String>,
 }
 

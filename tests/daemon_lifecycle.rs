@@ -353,3 +353,32 @@ fn start_without_mitm_runs_the_gateway_alone_on_the_litellm_port() {
     assert!(wait_gone(pid, Duration::from_secs(5)));
     assert!(!home.file("litellm.lock").exists());
 }
+
+#[test]
+fn stop_also_ends_what_the_gateway_spawned() {
+    let mut setup = Setup::gateway("https://127.0.0.2:9", None);
+    // Like LiteLLM's workers: a child of the gateway in its process group.
+    let script = format!(
+        "sleep 300 & echo $! > \"$CCP_TEST_HOME/grandchild.pid\"; exec python3 {} \"$@\"",
+        common::engine::fake_gateway().display()
+    );
+    setup.gateway = Some(vec!["sh".into(), "-c".into(), script, "sh".into()]);
+    let home = TestHome::new(&setup);
+    let out = home
+        .cmd(&["start", "--mitm", "-d"])
+        .env("CCP_TEST_HOME", home.path())
+        .output()
+        .expect("start");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let grandchild: u32 = std::fs::read_to_string(home.file("grandchild.pid"))
+        .expect("grandchild pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(pid_alive(grandchild));
+    assert!(home.run(&["stop"]).status.success());
+    assert!(
+        wait_gone(grandchild, Duration::from_secs(5)),
+        "the gateway's own child outlived stop"
+    );
+}

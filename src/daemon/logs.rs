@@ -37,13 +37,15 @@ pub async fn logs(cfg: &Config, args: &LogsArgs) -> anyhow::Result<i32> {
     }
     let mut out = std::io::stdout().lock();
     let mut offsets = Vec::new();
-    for path in &files {
+    let mut shown = None;
+    for (i, path) in files.iter().enumerate() {
         let Ok(bytes) = std::fs::read(path) else {
             offsets.push(0);
             continue;
         };
         let text = String::from_utf8_lossy(&bytes);
         writeln!(out, "==> {} <==", path.display())?;
+        shown = Some(i);
         out.write_all(last_lines(&text, args.lines).as_bytes())?;
         if !text.is_empty() && !text.ends_with('\n') {
             writeln!(out)?;
@@ -55,13 +57,17 @@ pub async fn logs(cfg: &Config, args: &LogsArgs) -> anyhow::Result<i32> {
     if !args.follow {
         return Ok(0);
     }
-    follow(&files, offsets).await
+    follow(&files, offsets, shown).await
 }
 
-async fn follow(files: &[PathBuf], mut offsets: Vec<u64>) -> anyhow::Result<i32> {
+/// Print what the files gain, with a `==> name <==` header whenever the source changes.
+async fn follow(
+    files: &[PathBuf],
+    mut offsets: Vec<u64>,
+    mut last: Option<usize>,
+) -> anyhow::Result<i32> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    let mut last: Option<usize> = None;
     loop {
         for (i, path) in files.iter().enumerate() {
             let Some(chunk) = read_from(path, &mut offsets[i]) else {

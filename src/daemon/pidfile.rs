@@ -167,9 +167,8 @@ pub fn check(path: &Path) -> Liveness {
             Liveness::Stale(rec)
         }
         Ok(None) => {
-            // An unreadable or empty file older than a moment is garbage; a
-            // fresh one may be mid-write by another start (writes are atomic
-            // links, so this is only a foreign file).
+            // Pid files appear whole (hard link or rename of a written temp
+            // file), so one without a pid is garbage, not a start in progress.
             if path.exists() {
                 let _ = std::fs::remove_file(path);
             }
@@ -223,30 +222,45 @@ pub fn remove_if_owned(path: &Path, pid: u32) {
 /// With `group`, signal the whole process group led by the pid.
 /// Returns true when it had to use SIGKILL.
 pub async fn terminate(rec: &PidRecord, grace: Duration, group: bool) -> bool {
-    let send = |sig: Signal| {
-        let pid = Pid::from_raw(rec.pid as i32);
-        if group {
-            // The leader may be gone while its group lives on.
-            let _ = killpg(pid, sig);
+    let pid = Pid::from_raw(rec.pid as i32);
+    // Members of the group may outlive its leader; sweep them up, but only
+    // while the group id cannot belong to someone else.
+    let sweep = || {
+        if group && group_is_ours(rec) {
+            let _ = killpg(pid, Signal::SIGKILL);
         }
-        let _ = kill(pid, sig);
     };
     if !rec.is_alive() {
-        if group {
-            let _ = killpg(Pid::from_raw(rec.pid as i32), Signal::SIGKILL);
-        }
+        sweep();
         return false;
     }
-    send(Signal::SIGTERM);
+    if group {
+        let _ = killpg(pid, Signal::SIGTERM);
+    }
+    let _ = kill(pid, Signal::SIGTERM);
     if wait_gone(rec, grace).await {
-        if group {
-            let _ = killpg(Pid::from_raw(rec.pid as i32), Signal::SIGKILL);
-        }
+        sweep();
         return false;
     }
-    send(Signal::SIGKILL);
+    if group {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
+    let _ = kill(pid, Signal::SIGKILL);
     wait_gone(rec, Duration::from_secs(5)).await;
     true
+}
+
+/// True unless the pid now names a different live process (a reused pid
+/// would make the group id someone else's). Linux never hands out a pid
+/// that is still in use as a process group id, so a vanished leader's group
+/// is still ours.
+fn group_is_ours(rec: &PidRecord) -> bool {
+    match proc_stat(rec.pid) {
+        None => true,
+        Some(stat) => {
+            matches!(stat.state, 'Z' | 'X') || rec.start_ticks.is_none_or(|t| t == stat.start_ticks)
+        }
+    }
 }
 
 /// Poll until the process is gone; false on timeout.
