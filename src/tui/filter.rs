@@ -111,24 +111,28 @@ impl Node {
             .into_iter()
             .flatten()
             .any(|ct| re.is_match(ct)),
-            Self::Header(re) => {
-                let mut line = String::new();
-                flow.request_headers
-                    .iter()
-                    .chain(flow.response_headers.iter())
-                    .any(|(n, v)| {
-                        line.clear();
-                        line.push_str(n);
-                        line.push_str(": ");
-                        line.push_str(v);
-                        re.is_match(&line)
-                    })
-            }
+            Self::Header(re) => HEADER_BLOCK.with(|block| {
+                // One search over the whole block, as mitmproxy does; `^`/`$` are per line.
+                let mut block = block.borrow_mut();
+                block.clear();
+                for (n, v) in flow.request_headers.iter().chain(&flow.response_headers) {
+                    block.push_str(n);
+                    block.push_str(": ");
+                    block.push_str(v);
+                    block.push('\n');
+                }
+                re.is_match(&block)
+            }),
             Self::Body(re) => re.is_match(&flow.request_body) || re.is_match(&flow.response_body),
             Self::Error => flow.error_type.is_some() || flow.error_message.is_some(),
             Self::Type(t) => flow.traffic_type == *t,
         }
     }
+}
+
+thread_local! {
+    /// Reused buffer for `~h`, so re-filtering a long list allocates nothing per flow.
+    static HEADER_BLOCK: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Every `~` operator, for the help overlay and error messages.
@@ -314,11 +318,22 @@ impl Parser<'_> {
             "u" => Ok(Node::Url(self.regex_arg("~u", "a URL")?)),
             "m" => Ok(Node::Method(self.regex_arg("~m", "a method")?)),
             "t" => Ok(Node::ContentType(self.regex_arg("~t", "a content type")?)),
-            "h" => Ok(Node::Header(self.regex_arg("~h", "a header")?)),
+            "h" => {
+                let (text, pos) = self.argument("~h needs a header pattern")?;
+                RegexBuilder::new(&text)
+                    .case_insensitive(true)
+                    .multi_line(true)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map(Node::Header)
+                    .map_err(|e| regex_error(&e, pos))
+            }
             "b" => {
                 let (text, pos) = self.argument("~b needs a body pattern")?;
+                // Bodies are bytes, often not UTF-8: ASCII case folding is enough and faster.
                 BytesRegexBuilder::new(&text)
                     .case_insensitive(true)
+                    .unicode(false)
                     .size_limit(1 << 20)
                     .build()
                     .map(Node::Body)
@@ -488,6 +503,9 @@ mod tests {
             ("~t html", false),
             ("~h 'content-type: application/json'", true),
             ("~h x-api-key", false),
+            ("~h '^content-type: text/'", true),
+            ("~h '^application'", false),
+            ("~b 'é'", false),
             ("~b claude-sonnet", true),
             ("~b message_start", true),
             ("~b gpt", false),
