@@ -60,7 +60,7 @@ pub async fn proxy(
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .to_string();
+        .to_ascii_lowercase();
     let path = target
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)
@@ -82,6 +82,12 @@ pub async fn proxy(
     flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
     flow.client_ip = Some(conn.client.ip().to_string());
     flow.is_https = is_https;
+    // Known before connecting; the real peer address replaces them on answer.
+    flow.server_port = target.port_u16().or(Some(if is_https { 443 } else { 80 }));
+    flow.server_ip = host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string());
     flow.traffic_type = classify(&host, target.path(), &cfg.llm_hosts);
     flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
     let record = Record::start(

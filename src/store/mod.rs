@@ -573,3 +573,31 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_status() {
+        let cases = [
+            ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
+            (
+                "postgresql://u:p@ss@h/db?x=1",
+                "postgresql://u:***@h/db?x=1",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgresql:///ccproxy?host=/tmp/x&user=postgres",
+                "postgresql:///ccproxy?host=/tmp/x&user=postgres",
+            ),
+            (
+                "host=h user=u password=pw dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+}

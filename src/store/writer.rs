@@ -207,6 +207,10 @@ pub struct Writer {
     backoff: Duration,
     next_attempt: Instant,
     batch: Vec<Arc<Flow>>,
+    /// The spool segment being replayed, its rows, and how many are committed.
+    replaying: Option<(Segment, Vec<Arc<Flow>>, usize)>,
+    /// The last replay step did something: do not idle before the next.
+    replay_pending: bool,
 }
 
 /// Error from one batch: retry later, or rows the database rejects.
@@ -248,6 +252,8 @@ impl Writer {
             backoff: BACKOFF_MIN,
             next_attempt: Instant::now(),
             batch: Vec::with_capacity(BATCH_ROWS),
+            replaying: None,
+            replay_pending: true,
         };
         if let Some(client) = client {
             match prepare(client).await {
@@ -275,8 +281,9 @@ impl Writer {
             }
             self.ensure_session().await;
             self.flush().await;
-            if self.rx.is_empty() && self.session.is_some() {
-                self.replay_one(None).await;
+            // Replay while the live queue has room; live rows keep priority.
+            if self.session.is_some() && self.rx.len() <= self.rx.max_capacity() / 2 {
+                self.replay_pending = self.replay_step(None).await;
             }
         }
         let deadline = (*self.stop.borrow()).map(Instant::from_std);
@@ -293,7 +300,7 @@ impl Writer {
             self.ensure_session().await;
         }
         while self.session.is_some() && deadline.is_none_or(|d| Instant::now() < d) {
-            if !self.replay_one(deadline).await {
+            if !self.replay_step(deadline).await {
                 break;
             }
         }
@@ -313,6 +320,8 @@ impl Writer {
             self.next_attempt
                 .saturating_duration_since(Instant::now())
                 .max(BACKOFF_MIN)
+        } else if self.replay_pending {
+            Duration::ZERO
         } else {
             Duration::from_secs(1)
         };
@@ -445,38 +454,70 @@ impl Writer {
         .await;
     }
 
-    /// Replay the oldest spool segment; false when there was nothing (or it failed).
-    async fn replay_one(&mut self, deadline: Option<Instant>) -> bool {
+    /// Replay the next chunk (at most [`BATCH_ROWS`] rows) of the oldest spool
+    /// segment, so live rows and replay interleave under load. A segment is
+    /// deleted once all its chunks are committed. False when there was
+    /// nothing to replay, or a write failed.
+    async fn replay_step(&mut self, deadline: Option<Instant>) -> bool {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        if self.replaying.is_none() {
+            let Some(seg) = self.next_segment().await else {
+                return false;
+            };
+            let flows: Vec<Arc<Flow>> = seg.flows.iter().cloned().map(Arc::new).collect();
+            self.replaying = Some((seg, flows, 0));
+        }
+        let Some((_, flows, done)) = self.replaying.as_ref() else {
+            return false;
+        };
+        let chunk: Vec<Arc<Flow>> = flows[*done..(*done + BATCH_ROWS).min(flows.len())].to_vec();
+        if !chunk.is_empty() && !self.write_or_spool_replay(&chunk).await {
+            // Start the segment over after reconnecting; ON CONFLICT skips what was committed.
+            self.replaying = None;
+            return false;
+        }
+        self.shared
+            .replayed
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let finished = match self.replaying.as_mut() {
+            Some((_, flows, done)) => {
+                *done += chunk.len();
+                *done >= flows.len()
+            }
+            None => false,
+        };
+        if finished {
+            if let Some((seg, _, _)) = self.replaying.take() {
+                self.finish_segment(seg).await;
+            }
+        }
+        true
+    }
+
+    async fn next_segment(&mut self) -> Option<Segment> {
         let sp = Arc::clone(&self.spool);
         let seg = tokio::task::spawn_blocking(move || {
             let mut s = sp.lock().map_err(|_| "spool lock poisoned".to_string())?;
             s.oldest().map_err(|e| e.to_string())
         })
         .await;
-        let seg: Segment = match seg {
-            Ok(Ok(Some(seg))) => seg,
-            Ok(Ok(None)) => return false,
+        match seg {
+            Ok(Ok(seg)) => seg,
             Ok(Err(e)) => {
                 self.shared.error(format!("cannot read the spool: {e}"));
-                return false;
+                None
             }
             Err(e) => {
                 self.shared.error(format!("spool task failed: {e}"));
-                return false;
-            }
-        };
-        let flows: Vec<Arc<Flow>> = seg.flows.iter().cloned().map(Arc::new).collect();
-        for chunk in flows.chunks(BATCH_ROWS) {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            if !self.write_or_spool_replay(chunk).await {
-                return false;
+                None
             }
         }
-        self.shared
-            .replayed
-            .fetch_add(flows.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Delete a fully replayed segment (or move a corrupt one aside).
+    async fn finish_segment(&self, seg: Segment) {
         let sp = Arc::clone(&self.spool);
         let shared = Arc::clone(&self.shared);
         let _ = tokio::task::spawn_blocking(move || {
@@ -504,7 +545,6 @@ impl Writer {
             shared.spool_bytes.store(s.bytes(), Ordering::Relaxed);
         })
         .await;
-        true
     }
 
     /// Replayed rows that fail to write stay in their segment (not re-spooled).
