@@ -1,0 +1,75 @@
+//! Overlays: the `?` help with every binding, and the `y` curl command.
+
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::clean;
+use crate::tui::app::{App, Overlay};
+use crate::tui::filter::OPERATORS;
+use crate::tui::keymap::BINDINGS;
+
+/// Draw the open overlay, if any, centred in `area`.
+pub fn render(f: &mut Frame, app: &App, area: Rect) {
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => help(f, area),
+        Overlay::Curl(cmd) => {
+            let rect = centred(area, 90, 12);
+            f.render_widget(Clear, rect);
+            let block = Block::bordered()
+                .title(" curl (copied to the clipboard via OSC 52) ")
+                .border_style(Style::new().fg(Color::Cyan));
+            f.render_widget(
+                Paragraph::new(clean(cmd))
+                    .wrap(Wrap { trim: false })
+                    .block(block),
+                rect,
+            );
+        }
+    }
+}
+
+fn help(f: &mut Frame, area: Rect) {
+    let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+    let mut lines: Vec<Line> = BINDINGS
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>10}  "), key),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    lines.push(Line::styled(
+        " filter language (/):",
+        Style::new().add_modifier(Modifier::BOLD),
+    ));
+    let ops: Vec<String> = OPERATORS
+        .iter()
+        .map(|(op, what)| format!("{op} {what}"))
+        .collect();
+    for pair in ops.chunks(2) {
+        lines.push(Line::raw(format!("  {}", pair.join(" · "))));
+    }
+    let height = lines.len() as u16 + 2;
+    let rect = centred(area, 100, height);
+    f.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(" keys (Esc closes) ")
+        .border_style(Style::new().fg(Color::Cyan));
+    f.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+fn centred(area: Rect, width: u16, height: u16) -> Rect {
+    let [v] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [h] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(v);
+    h
+}
