@@ -1,12 +1,28 @@
 //! One engine process: listeners, FlowHub, store writer, control socket, gateway child.
+//!
+//! [`Engine::start`] assembles everything in an order that fails fast on the
+//! mistakes a user makes (engine already running, port in use) before the slow
+//! parts (database, gateway), and returns only once every listener accepts.
+//! [`Engine::shutdown`] undoes it: stop accepting, stop the gateway, flush the
+//! store, stop the managed database, remove the pid and socket files.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::flow::{FlowEvent, HubSnapshot};
-use crate::store::StoreStats;
+use crate::config::Config;
+use crate::daemon::control::{self, StatusFn};
+use crate::daemon::gateway::{self, Gateway, Launch, Output};
+use crate::daemon::pidfile::{self, Liveness, PidRecord};
+use crate::flow::{FlowEvent, FlowHub, HubSnapshot};
+use crate::proxy::{self, ProxyState, ReverseRoute};
+use crate::store::{Store, StoreStats};
 
 /// What a viewer (the TUI) receives, whether in-process or over the control socket.
 #[derive(Debug, Clone)]
@@ -19,15 +35,18 @@ pub enum Feed {
     Status(Box<EngineStatus>),
 }
 
-/// The `status --json` document (schema in README.md; keep it stable).
+/// The `status --json` document (schema in README.md; keep it stable: add
+/// fields, never rename or remove them, and bump `schema` if a meaning changes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineStatus {
     /// Always 1 for this schema.
     pub schema: u32,
     /// Engine process id.
     pub pid: u32,
-    /// `dual-gateway`, `dual-direct` or `forward`.
+    /// `dual-gateway` (reverse → gateway child), `dual-direct` (reverse →
+    /// `ccproxy.upstream` or the providers) or `forward` (`mitm start`).
     pub mode: String,
+    /// When the engine started (RFC 3339, UTC).
     pub started_at: DateTime<Utc>,
     /// `host:port` of the forward listener.
     pub forward: Option<String>,
@@ -35,15 +54,20 @@ pub struct EngineStatus {
     pub reverse: Option<String>,
     /// The gateway child, when one runs.
     pub gateway: Option<GatewayStatus>,
+    /// The store writer: state (`connected`/`spooling`/`off`), source, queue and spool counters.
     pub storage: StoreStats,
+    /// Flow counters since start: started, completed, in flight, errors, and completed by traffic type.
     pub flows: HubSnapshot,
 }
 
 /// The LiteLLM (or stand-in) gateway child.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GatewayStatus {
+    /// Its process id (also its process group).
     pub pid: u32,
+    /// The loopback port it listens on (chosen free at start).
     pub port: u16,
+    /// The full command line it was started with.
     pub command: Vec<String>,
 }
 
@@ -56,36 +80,429 @@ pub enum Mode {
     Forward,
 }
 
+impl Mode {
+    /// The tag written in `ccproxy.lock`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dual => "dual",
+            Self::Forward => "forward",
+        }
+    }
+}
+
+/// Errors assembling the engine; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Another engine holds `ccproxy.lock`.
+    #[error("an engine is already running in this home (pid {pid}, {mode}): stop it with `ccproxy stop`, or see `ccproxy status`")]
+    AlreadyRunning { pid: u32, mode: String },
+    /// A listener could not bind, or the CA could not be set up.
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyError),
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Store(String),
+    /// The gateway did not come up.
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    /// Files in `<home>`.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// How long shutdown waits for the gateway to exit after SIGTERM.
+pub const GATEWAY_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown lets the store flush.
+pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// State shared with the tasks that report status.
+struct Shared {
+    hub: FlowHub,
+    pid: u32,
+    mode: String,
+    started_at: DateTime<Utc>,
+    forward: Option<SocketAddr>,
+    reverse: Option<SocketAddr>,
+    gateway: Option<GatewayStatus>,
+    store: Mutex<Option<Store>>,
+}
+
+impl Shared {
+    fn status(&self) -> EngineStatus {
+        let storage = self
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(Store::stats))
+            .unwrap_or_default();
+        EngineStatus {
+            schema: 1,
+            pid: self.pid,
+            mode: self.mode.clone(),
+            started_at: self.started_at,
+            forward: self.forward.map(|a| a.to_string()),
+            reverse: self.reverse.map(|a| a.to_string()),
+            gateway: self.gateway.clone(),
+            storage,
+            flows: self.hub.snapshot(),
+        }
+    }
+}
+
 /// A running engine: listeners, hub, store writer, gateway child.
 pub struct Engine {
     /// The hub every listener publishes into.
     pub hub: crate::flow::FlowHub,
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    listeners: Vec<JoinHandle<()>>,
+    control: Option<JoinHandle<()>>,
+    gateway: Option<Gateway>,
+    lock: PathBuf,
+    socket: PathBuf,
 }
+
+/// `<home>/ccproxy.lock`: the engine's pid file.
+pub fn lock_path(cfg: &Config) -> PathBuf {
+    cfg.home_path("ccproxy.lock")
+}
+
+/// `<home>/litellm.lock`: the gateway's pid file.
+pub fn gateway_lock_path(cfg: &Config) -> PathBuf {
+    cfg.home_path("litellm.lock")
+}
+
+/// `<home>/ccproxy.sock`: the control socket.
+pub fn socket_path(cfg: &Config) -> PathBuf {
+    cfg.home_path("ccproxy.sock")
+}
+
+/// The CA certificate clients trust (`NODE_EXTRA_CA_CERTS`).
+pub fn ca_cert_path(cfg: &Config) -> PathBuf {
+    cfg.ca_dir().join("ca.pem")
+}
+
+/// System roots plus our CA (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`).
+pub fn ca_bundle_path(cfg: &Config) -> PathBuf {
+    cfg.ca_dir().join("bundle.pem")
+}
+
+/// The public anthropic and openai endpoints for direct mode.
+pub const PROVIDERS: (&str, &str) = ("https://api.anthropic.com", "https://api.openai.com");
 
 impl Engine {
     /// Start everything for `mode`; returns once the listeners accept and storage is ready.
-    pub async fn start(_cfg: Arc<crate::config::Config>, _mode: Mode) -> anyhow::Result<Self> {
-        anyhow::bail!("the engine is not built yet")
+    pub async fn start(cfg: Arc<Config>, mode: Mode) -> anyhow::Result<Self> {
+        Ok(Self::start_inner(cfg, mode).await?)
+    }
+
+    async fn start_inner(cfg: Arc<Config>, mode: Mode) -> Result<Self, EngineError> {
+        let io = |what: String| move |source| EngineError::Io { what, source };
+        std::fs::create_dir_all(&cfg.home)
+            .map_err(io(format!("cannot create {}", cfg.home.display())))?;
+        let pid = std::process::id();
+        let lock = lock_path(&cfg);
+        let me = PidRecord::for_pid(pid).tagged(None, mode.as_str());
+        match pidfile::acquire(&lock, &me)
+            .map_err(io(format!("cannot write {}", lock.display())))?
+        {
+            Ok(()) => {}
+            Err(holder) => {
+                return Err(EngineError::AlreadyRunning {
+                    pid: holder.pid,
+                    mode: holder.mode.unwrap_or_else(|| "unknown mode".into()),
+                })
+            }
+        }
+        let started = Self::assemble(Arc::clone(&cfg), mode, lock.clone()).await;
+        if started.is_err() {
+            pidfile::remove_if_owned(&lock, pid);
+        }
+        started
+    }
+
+    async fn assemble(cfg: Arc<Config>, mode: Mode, lock: PathBuf) -> Result<Self, EngineError> {
+        let pid = std::process::id();
+        reap_orphan_gateway(&cfg).await;
+
+        // Bind first: a port in use is the commonest mistake and the cheapest to report.
+        let forward = proxy::bind(&cfg.mitm.host, cfg.mitm.port).await?;
+        let reverse = match mode {
+            Mode::Dual => Some(proxy::bind(&cfg.litellm.host, cfg.litellm.port).await?),
+            Mode::Forward => None,
+        };
+        let local = |l: &tokio::net::TcpListener| {
+            l.local_addr().map_err(|source| EngineError::Io {
+                what: "cannot read a listener's address".into(),
+                source,
+            })
+        };
+        let forward_addr = local(&forward)?;
+        let reverse_addr = reverse.as_ref().map(local).transpose()?;
+
+        let hub = FlowHub::new(8192);
+        let state = ProxyState::new(Arc::clone(&cfg), hub.clone())?;
+        let store = Store::open(&cfg)
+            .await
+            .map_err(|e| EngineError::Store(format!("{e:#}")))?;
+        hub.set_sink(store.sink());
+
+        let shutdown = CancellationToken::new();
+        let mut listeners = vec![proxy::serve_forward(
+            forward,
+            Arc::clone(&state),
+            shutdown.clone(),
+        )];
+
+        let mut gateway = None;
+        let mut mode_name = match mode {
+            Mode::Dual => "dual-direct",
+            Mode::Forward => "forward",
+        };
+        if let Some(reverse) = reverse {
+            let route = if let Some(command) = gateway::resolve_command(&cfg) {
+                let launch = gateway_launch(&cfg, command, forward_addr).map_err(|source| {
+                    EngineError::Io {
+                        what: "cannot find a free port for the gateway".into(),
+                        source,
+                    }
+                })?;
+                let started = Gateway::spawn(&launch).await;
+                let gw = match started {
+                    Ok(gw) => gw,
+                    Err(e) => {
+                        shutdown.cancel();
+                        store.shutdown(STORE_DEADLINE).await;
+                        return Err(e.into());
+                    }
+                };
+                tracing::info!(pid = gw.pid, port = gw.port, command = %gw.argv.join(" "), "gateway ready");
+                warn_if_session_header_dropped(&launch);
+                let route = ReverseRoute::Fixed(format!("http://127.0.0.1:{}", gw.port));
+                gateway = Some(gw);
+                mode_name = "dual-gateway";
+                route
+            } else if let Some(upstream) = &cfg.upstream {
+                tracing::info!(%upstream, "no gateway: the reverse listener goes to ccproxy.upstream");
+                ReverseRoute::Fixed(upstream.clone())
+            } else {
+                tracing::info!(
+                    "LiteLLM not found: the reverse listener goes straight to the providers"
+                );
+                ReverseRoute::Providers {
+                    anthropic: PROVIDERS.0.into(),
+                    openai: PROVIDERS.1.into(),
+                }
+            };
+            listeners.push(proxy::serve_reverse(
+                reverse,
+                route,
+                Arc::clone(&state),
+                shutdown.clone(),
+            ));
+        }
+
+        let shared = Arc::new(Shared {
+            hub: hub.clone(),
+            pid,
+            mode: mode_name.to_string(),
+            started_at: Utc::now(),
+            forward: Some(forward_addr),
+            reverse: reverse_addr,
+            gateway: gateway.as_ref().map(|g| GatewayStatus {
+                pid: g.pid,
+                port: g.port,
+                command: g.argv.clone(),
+            }),
+            store: Mutex::new(Some(store)),
+        });
+
+        let socket = socket_path(&cfg);
+        let mut engine = Self {
+            hub,
+            cfg: Arc::clone(&cfg),
+            shared,
+            shutdown,
+            listeners,
+            control: None,
+            gateway,
+            lock,
+            socket: socket.clone(),
+        };
+        // The socket goes last: once it answers, everything else accepts.
+        match control::bind(&socket) {
+            Ok(listener) => {
+                engine.control = Some(control::serve(
+                    listener,
+                    engine.hub.clone(),
+                    engine.status_fn(),
+                    engine.shutdown.clone(),
+                ));
+            }
+            Err(source) => {
+                engine.shutdown().await;
+                return Err(EngineError::Io {
+                    what: format!("cannot create the control socket {}", socket.display()),
+                    source,
+                });
+            }
+        }
+        tracing::info!(
+            mode = mode_name,
+            forward = %forward_addr,
+            reverse = %reverse_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            "engine ready"
+        );
+        Ok(engine)
+    }
+
+    fn status_fn(&self) -> StatusFn {
+        let shared = Arc::clone(&self.shared);
+        Arc::new(move || shared.status())
     }
 
     /// A live feed for an in-process viewer.
     pub fn feed(&self) -> tokio::sync::mpsc::Receiver<Feed> {
-        let (_tx, rx) = tokio::sync::mpsc::channel(1);
-        rx
+        control::pump(
+            self.hub.subscribe(),
+            self.status_fn(),
+            self.shutdown.clone(),
+        )
     }
 
     /// Current status document.
     pub fn status(&self) -> Option<EngineStatus> {
-        None
+        Some(self.shared.status())
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// A token cancelled when the engine shuts down (for tasks that live as long as it).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// Graceful shutdown: stop accepting, flush the store, stop children.
-    pub async fn shutdown(self) {}
+    pub async fn shutdown(mut self) {
+        tracing::info!("engine shutting down");
+        self.shutdown.cancel();
+        let gateway = self.gateway.take().map(|g| g.stop(GATEWAY_GRACE));
+        let listeners = futures::future::join_all(self.listeners.drain(..));
+        // Listeners drain their connections; do not let a stuck one hold the exit.
+        let drained = async {
+            let _ = tokio::time::timeout(Duration::from_secs(5), listeners).await;
+        };
+        match gateway {
+            Some(g) => {
+                tokio::join!(g, drained);
+            }
+            None => drained.await,
+        }
+        if let Some(control) = self.control.take() {
+            control.abort();
+        }
+        let store = self.shared.store.lock().ok().and_then(|mut s| s.take());
+        if let Some(store) = store {
+            // Also stops the managed database when this store started it.
+            store.shutdown(STORE_DEADLINE).await;
+        }
+        let pid = std::process::id();
+        if matches!(pidfile::read(&self.lock), Ok(Some(r)) if r.pid == pid) {
+            let _ = std::fs::remove_file(&self.socket);
+        }
+        pidfile::remove_if_owned(&self.lock, pid);
+        tracing::info!("engine stopped");
+    }
+}
+
+/// The gateway behind the reverse listener: a free port, the LiteLLM config,
+/// the configured environment, and the proxy and CA variables that make its
+/// provider calls go through the forward listener.
+fn gateway_launch(
+    cfg: &Config,
+    command: Vec<String>,
+    forward: SocketAddr,
+) -> std::io::Result<Launch> {
+    let port = gateway::free_port("127.0.0.1")?;
+    let proxy_url = format!("http://{forward}");
+    let bundle = ca_bundle_path(cfg).display().to_string();
+    let mut env = gateway::configured_env(&cfg.gateway.environment);
+    for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        env.push((name.into(), proxy_url.clone()));
+    }
+    for name in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "CURL_CA_BUNDLE",
+    ] {
+        env.push((name.into(), bundle.clone()));
+    }
+    // An inherited NO_PROXY could let provider calls bypass capture; keep it
+    // only when the user put it in ccproxy.litellm.environment.
+    let env_remove = ["NO_PROXY", "no_proxy"]
+        .into_iter()
+        .filter(|n| !cfg.gateway.environment.contains_key(*n))
+        .map(str::to_string)
+        .collect();
+    Ok(Launch {
+        command,
+        config: gateway::config_path(cfg),
+        host: "127.0.0.1".into(),
+        port,
+        env,
+        env_remove,
+        output: Output::Log(cfg.home_path("litellm.log")),
+        lock: gateway_lock_path(cfg),
+        owner: Some(std::process::id()),
+    })
+}
+
+/// LiteLLM passes `x-*` client headers (so `x-claude-code-session-id`, which
+/// joins the two legs of a call) on to providers only for the model groups
+/// listed in `litellm_settings.model_group_settings.forward_client_headers_to_llm_api`.
+/// Say so once when a LiteLLM config does not mention it.
+fn warn_if_session_header_dropped(launch: &Launch) {
+    let is_litellm = launch.command.iter().any(|a| a.contains("litellm"));
+    let mentions = std::fs::read_to_string(&launch.config)
+        .is_ok_and(|text| text.contains("forward_client_headers_to_llm_api"));
+    if is_litellm && !mentions {
+        tracing::info!(
+            config = %launch.config.display(),
+            "LiteLLM drops x-claude-code-session-id unless the model group is listed under \
+             litellm_settings.model_group_settings.forward_client_headers_to_llm_api; \
+             without it the forward leg of a call has no session id to join on"
+        );
+    }
+}
+
+/// A gateway left behind by an engine that died without shutting down
+/// (`kill -9`) still holds its port; stop it before starting a new one.
+async fn reap_orphan_gateway(cfg: &Config) {
+    let path = gateway_lock_path(cfg);
+    if let Liveness::Running(rec) = pidfile::check(&path) {
+        // We hold ccproxy.lock, so whichever engine started it is gone.
+        if rec.owner.is_some() {
+            tracing::warn!(pid = rec.pid, "stopping a gateway left by a dead engine");
+            pidfile::terminate(&rec, GATEWAY_GRACE, true).await;
+            pidfile::remove_if_owned(&path, rec.pid);
+        }
+    }
 }
 
 /// Attach to the running engine's control socket; `Ok(None)` when none runs.
 pub async fn attach(
-    _cfg: &crate::config::Config,
+    cfg: &crate::config::Config,
 ) -> anyhow::Result<Option<tokio::sync::mpsc::Receiver<Feed>>> {
-    Ok(None)
+    if !matches!(pidfile::check(&lock_path(cfg)), Liveness::Running(_)) {
+        return Ok(None);
+    }
+    Ok(control::subscribe(&socket_path(cfg)).await?)
 }

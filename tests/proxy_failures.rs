@@ -53,6 +53,8 @@ async fn refused_connection_is_502_connect() {
     assert_eq!(f.error_type, Some(ErrorKind::Connect));
     assert!(f.error_message.as_deref().is_some_and(|m| !m.is_empty()));
     assert_eq!(f.status_code, None);
+    assert_eq!(f.server_port, Some(port));
+    assert_eq!(f.server_ip.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test]
@@ -300,4 +302,36 @@ async fn garbage_oversize_headers_and_bad_connect_get_4xx_and_close() {
     // Everyone else is still served.
     let (status, text) = get_status_and_text(&proxy, &format!("http://{}/", upstream.addr)).await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "still here"));
+}
+
+#[tokio::test]
+async fn port_in_use_is_a_clear_error_and_shutdown_stops_accepting() {
+    let home = tempfile::tempdir().expect("home");
+    let cfg = up::test_config(home.path(), None);
+    let hub = ccproxy::flow::FlowHub::new(16);
+    let state = ccproxy::proxy::ProxyState::new(std::sync::Arc::new(cfg), hub).expect("state");
+    let listener = ccproxy::proxy::bind("127.0.0.1", 0).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+
+    let err = ccproxy::proxy::bind("127.0.0.1", addr.port())
+        .await
+        .expect_err("port is taken");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("already in use") && msg.contains("--port"),
+        "{msg}"
+    );
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = ccproxy::proxy::serve_forward(listener, state, shutdown.clone());
+    TcpStream::connect(addr).await.expect("accepting");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("listener stops")
+        .expect("no panic");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

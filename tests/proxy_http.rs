@@ -386,3 +386,96 @@ async fn bodies_are_cut_at_max_body_size_with_full_sizes() {
     assert_eq!(f.response_body, Bytes::from_static(b"POST /cut 012345"));
     assert_eq!(f.response_body_size, 110);
 }
+
+#[tokio::test]
+async fn empty_bodies_head_and_204_complete_cleanly() {
+    let upstream = up::http(|req| async move {
+        let status = if req.uri().path() == "/204" { 204 } else { 200 };
+        Response::builder()
+            .status(status)
+            .header("content-length", if status == 204 { "0" } else { "5" })
+            .body(full(
+                if req.method() == http::Method::HEAD || status == 204 {
+                    ""
+                } else {
+                    "hello"
+                },
+            ))
+            .expect("response")
+    })
+    .await;
+    let mut proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
+    let client = up::client_via(&proxy.url(), &[]);
+    let resp = client
+        .head(format!("http://{}/head", upstream.addr))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "5");
+    let f = proxy.completed().await;
+    assert_eq!((f.method.as_str(), f.status_code), ("HEAD", Some(200)));
+    assert!(f.error_type.is_none(), "{:?}", f.error_message);
+
+    let resp = client
+        .delete(format!("http://{}/204", upstream.addr))
+        .send()
+        .await
+        .expect("204");
+    assert_eq!(resp.status(), 204);
+    let f = proxy.completed().await;
+    assert_eq!(f.status_code, Some(204));
+    assert!(f.error_type.is_none(), "{:?}", f.error_message);
+}
+
+#[tokio::test]
+async fn curl_large_upload_with_expect_continue() {
+    let upstream = echo(Arc::default()).await;
+    let mut proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
+    let body = "z".repeat(200_000);
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), &body).expect("write");
+    let arg = format!("@{}", file.path().display());
+    let (ok, out, err) = up::curl(&[
+        "-x",
+        &proxy.url(),
+        "--data-binary",
+        &arg,
+        &format!("http://{}/up", upstream.addr),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.len(), "POST /up ".len() + body.len());
+    let f = proxy.completed().await;
+    assert_eq!(f.request_body_size, 200_000);
+    assert!(f.error_type.is_none(), "{:?}", f.error_message);
+}
+
+#[tokio::test]
+async fn excluded_host_over_plain_http_is_forwarded_but_not_recorded() {
+    let upstream = echo(Arc::default()).await;
+    let mut proxy = up::start_proxy(
+        None,
+        |c| c.mitm.excluded_hosts = vec!["localhost".into()],
+        ProxyOptions::default(),
+    )
+    .await;
+    let client = up::client_via(&proxy.url(), &[]);
+    let text = client
+        .get(format!("http://localhost:{}/private", upstream.addr.port()))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(text, "GET /private ");
+    client
+        .get(format!("http://{}/public", upstream.addr))
+        .send()
+        .await
+        .expect("send");
+    let f = proxy.completed().await;
+    assert_eq!(f.path, "/public");
+    assert_eq!(proxy.hub.snapshot().started, 1);
+}

@@ -55,7 +55,7 @@ impl<B: Body + Unpin> TeeBody<B> {
     /// Tee `inner` into `record`; `capture` false counts sizes only.
     pub fn new(inner: B, side: Side, record: Arc<Record>, capture: bool, live: bool) -> Self {
         let limit = if capture { record.max_body_size() } else { 0 };
-        Self {
+        let mut tee = Self {
             inner,
             side,
             record: Some(record),
@@ -63,6 +63,24 @@ impl<B: Body + Unpin> TeeBody<B> {
             limit,
             total: 0,
             live: live && limit > 0,
+        };
+        // An empty body (GET, HEAD, 204) may never be polled: report it now.
+        if tee.inner.is_end_stream() {
+            tee.finish(None);
+        }
+        tee
+    }
+
+    /// Forward only: no flow, no copy (excluded hosts).
+    pub fn passthrough(inner: B) -> Self {
+        Self {
+            inner,
+            side: Side::Request,
+            record: None,
+            buf: BytesMut::new(),
+            limit: 0,
+            total: 0,
+            live: false,
         }
     }
 

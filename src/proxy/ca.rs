@@ -373,9 +373,11 @@ fn normalize_host(host: &str) -> String {
 /// place. When another process won the race, its CA is kept and ours dropped.
 fn create_ca_dir(dir: &Path) -> Result<(), CaError> {
     let parent = dir.parent().unwrap_or_else(|| Path::new("."));
+    // Only the CA directory itself is private; <home> keeps the usual mode
+    // (the managed database's user may need to enter it).
     DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(0o755)
         .create(parent)
         .map_err(|source| CaError::Io {
             action: "create",

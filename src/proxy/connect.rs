@@ -145,7 +145,22 @@ where
         .ca
         .server_config(&sni)
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let tls = acceptor.into_stream(config).await?;
+    let tls = match acceptor.into_stream(config).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            if e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| matches!(r, rustls::Error::AlertReceived(_)))
+            {
+                tracing::warn!(
+                    host = %sni,
+                    error = %e,
+                    "the client rejected our certificate: make it trust the CA (run `ccproxy ca` to see how)"
+                );
+            }
+            return Err(e);
+        }
+    };
     conn.tls = true;
     super::serve_connection(tls, state, Arc::new(conn)).await;
     Ok(())

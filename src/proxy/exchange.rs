@@ -15,7 +15,7 @@ use super::body::{ProxyBody, Side, TeeBody};
 use super::record::{content_encoding, header_string, Record};
 use super::upstream::{classify_error, error_chain};
 use super::{ProxyState, ReverseRoute};
-use crate::capture::classify::classify;
+use crate::capture::classify::{classify, is_excluded};
 use crate::capture::redact::capture_headers;
 use crate::flow::{Direction, ErrorKind, Flow};
 
@@ -60,12 +60,15 @@ pub async fn proxy(
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .to_string();
+        .to_ascii_lowercase();
     let path = target
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)
         .to_string();
     let is_https = target.scheme() == Some(&http::uri::Scheme::HTTPS);
+    if is_excluded(&host, &cfg.excluded_hosts) {
+        return passthrough(state, parts, body, target, replace_host).await;
+    }
 
     let mut flow = Flow::new(
         conn.direction(),
@@ -74,11 +77,17 @@ pub async fn proxy(
         &host,
         &path,
     );
-    flow.http_version = format!("{:?}", parts.version);
+    flow.http_version = version_name(parts.version).to_string();
     flow.request_headers = capture_headers(&parts.headers, &cfg.redact_headers);
     flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
     flow.client_ip = Some(conn.client.ip().to_string());
     flow.is_https = is_https;
+    // Known before connecting; the real peer address replaces them on answer.
+    flow.server_port = target.port_u16().or(Some(if is_https { 443 } else { 80 }));
+    flow.server_ip = host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string());
     flow.traffic_type = classify(&host, target.path(), &cfg.llm_hosts);
     flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
     let record = Record::start(
@@ -138,6 +147,57 @@ pub async fn proxy(
     Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 
+/// `HTTP/1.1`, `HTTP/2.0`… as stored in the flow.
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// An excluded host over plain HTTP: forwarded, nothing recorded.
+async fn passthrough(
+    state: &ProxyState,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    target: Uri,
+    replace_host: bool,
+) -> Response<ProxyBody> {
+    strip_hop_by_hop(&mut parts.headers);
+    if replace_host {
+        parts.headers.remove(header::HOST);
+    }
+    parts.uri = target;
+    parts.version = Version::HTTP_11;
+    let req = Request::from_parts(parts, TeeBody::passthrough(body));
+    match tokio::time::timeout(state.timeouts.response_head, state.client.request(req)).await {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.version = Version::HTTP_11;
+            Response::from_parts(parts, ProxyBody::Upstream(TeeBody::passthrough(body)))
+        }
+        Ok(Err(e)) => {
+            let kind = classify_error(&e);
+            local_response(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "ccproxy: upstream {} error: {}\n",
+                    kind.as_str(),
+                    error_chain(&e)
+                ),
+            )
+        }
+        Err(_) => local_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "ccproxy: upstream timeout\n".into(),
+        ),
+    }
+}
+
 /// Record the failure and answer 502 (504 for a timeout) with a short reason.
 fn fail(record: &Record, kind: ErrorKind, reason: String) -> Response<ProxyBody> {
     tracing::debug!(error_type = kind.as_str(), %reason, "upstream failed");
@@ -193,6 +253,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+    // We answer `Expect: 100-continue` to the client ourselves (hyper does,
+    // once the body is read); the upstream gets the body straight away.
+    headers.remove(header::EXPECT);
     headers.remove("proxy-connection");
     headers.remove("keep-alive");
     if headers

@@ -151,8 +151,8 @@ impl Record {
         f.request_body_size = request.total;
         f.response_body_size = response.total;
         if capture {
-            f.request_body = decode_body(st.request_encoding.as_deref(), &request.captured, max);
-            f.response_body = decode_body(st.response_encoding.as_deref(), &response.captured, max);
+            f.request_body = decoded(st.request_encoding.as_deref(), request.captured, max);
+            f.response_body = decoded(st.response_encoding.as_deref(), response.captured, max);
         }
         let elapsed = end.saturating_duration_since(start);
         f.duration_ms = Some(elapsed.as_secs_f64() * 1000.0);
@@ -171,6 +171,15 @@ impl Drop for Record {
     fn drop(&mut self) {
         let flow = self.finish();
         self.hub.completed(flow);
+    }
+}
+
+/// The captured copy as stored: identity bodies as they are (already cut at
+/// `max`, no second copy), encoded ones through the bounded decoder.
+fn decoded(encoding: Option<&str>, captured: Bytes, max: usize) -> Bytes {
+    match encoding {
+        None => captured,
+        Some(_) => decode_body(encoding, &captured, max),
     }
 }
 
