@@ -266,24 +266,106 @@ async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// An oversize request head: a 400 with a reason (not hyper's bare 431), then the close.
+fn assert_too_large(out: &str) {
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("connection: close"), "{out}");
+    assert!(out.contains("request headers too large"), "{out}");
+}
+
+/// A request whose one header makes the head 512 KiB.
+fn huge_head(target: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    )
+}
+
 #[tokio::test]
-async fn garbage_oversize_headers_and_bad_connect_get_4xx_and_close() {
+async fn oversize_headers_get_400_on_reverse_and_inside_intercepted_connect() {
+    let upstream = up::http(|_| async { Response::new(full("still here")) }).await;
+    let proxy = up::start_proxy(
+        None,
+        |_| {},
+        ProxyOptions {
+            reverse: Some(ReverseRoute::Fixed(format!("http://{}", upstream.addr))),
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    let reverse = proxy.reverse.expect("reverse listener");
+
+    // Reverse listener.
+    let out = raw_exchange(reverse, huge_head("/v1/messages").as_bytes()).await;
+    assert_too_large(&out);
+    let resp = up::client_direct(&[])
+        .get(format!("http://{reverse}/v1/messages"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.expect("text"), "still here");
+
+    // Inside a CONNECT tunnel that the proxy intercepts with its own CA.
+    let mut tcp = TcpStream::connect(proxy.forward).await.expect("connect");
+    let target = upstream.addr;
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n").as_bytes())
+        .await
+        .expect("connect request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.expect("CONNECT answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(proxy.ca_pem_path()).expect("proxy ca");
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let tls_config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("tls through the tunnel");
+    let _ = tls.write_all(huge_head("/").as_bytes()).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the proxy must close the tunnel");
+    assert_too_large(&String::from_utf8_lossy(&out));
+
+    // Everyone else is still served on the forward listener.
+    let (status, text) = get_status_and_text(&proxy, &format!("http://{}/", upstream.addr)).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "still here"));
+}
+
+#[tokio::test]
+async fn garbage_oversize_headers_and_bad_connect_get_400_and_close() {
     let upstream = up::http(|_| async { Response::new(full("still here")) }).await;
     let proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
 
     let out = raw_exchange(proxy.forward, b"\x16\x03\x01garbage\x00\xff\r\n\r\n").await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
 
-    let huge = format!(
-        "GET http://{}/ HTTP/1.1\r\nx-big: {}\r\n\r\n",
-        upstream.addr,
-        "a".repeat(512 * 1024)
-    );
+    let huge = huge_head(&format!("http://{}/", upstream.addr));
     let out = raw_exchange(proxy.forward, huge.as_bytes()).await;
-    assert!(
-        out.starts_with("HTTP/1.1 431") || out.starts_with("HTTP/1.1 400"),
-        "{out}"
-    );
+    assert_too_large(&out);
+    // Another client is served right after.
+    let (status, text) = get_status_and_text(&proxy, &format!("http://{}/", upstream.addr)).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "still here"));
 
     let out = raw_exchange(
         proxy.forward,

@@ -2,7 +2,7 @@
 //! origin-form) and reverse (origin-form to a configured upstream).
 //!
 //! ```text
-//! accept ─▶ serve_connection (hyper auto: h1/h2) ─▶ forward::handle
+//! accept ─▶ serve_connection (head::first, then hyper auto: h1/h2) ─▶ forward::handle
 //!              │ CONNECT ─▶ connect::establish ─▶ peek ─▶ TLS (our CA) or plain ─▶ serve_connection
 //!              └ otherwise ─▶ exchange::proxy ─▶ upstream client (pooled, h2/h1 by ALPN)
 //!                              bodies teed (body.rs) into a Record (record.rs) ─▶ FlowHub
@@ -14,6 +14,7 @@ pub mod connect;
 pub mod exchange;
 pub mod flowlog;
 pub mod forward;
+pub mod head;
 pub mod record;
 pub mod reverse;
 pub mod upstream;
@@ -190,6 +191,19 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = conn.shutdown.clone();
+    // The first head is read here so an oversize one gets a 400 with a reason.
+    let pre = tokio::select! {
+        r = head::first(io) => r,
+        () = shutdown.cancelled() => return,
+    };
+    let io = match pre {
+        Ok(head::Head::Serve(io)) => io,
+        Ok(head::Head::Closed | head::Head::Rejected) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection ended before a request head");
+            return;
+        }
+    };
     let svc_conn = Arc::clone(&conn);
     let svc = service_fn(move |req| {
         let state = Arc::clone(&state);
