@@ -52,8 +52,8 @@ enum Node {
     Method(Regex),
     Code(u16),
     ContentType(Regex),
-    Header(Regex),
-    Body(BytesRegex),
+    Header(Regex, Option<Literal>),
+    Body(BytesRegex, Option<Literal>),
     Error,
     Type(TrafficType),
 }
@@ -111,7 +111,7 @@ impl Node {
             .into_iter()
             .flatten()
             .any(|ct| re.is_match(ct)),
-            Self::Header(re) => HEADER_BLOCK.with(|block| {
+            Self::Header(re, lit) => HEADER_BLOCK.with(|block| {
                 // One search over the whole block, as mitmproxy does; `^`/`$` are per line.
                 let mut block = block.borrow_mut();
                 block.clear();
@@ -121,11 +121,93 @@ impl Node {
                     block.push_str(v);
                     block.push('\n');
                 }
-                re.is_match(&block)
+                // ASCII folding equals the regex's Unicode folding only on an ASCII haystack.
+                match lit {
+                    Some(lit) if block.is_ascii() => lit.is_match(block.as_bytes()),
+                    _ => re.is_match(&block),
+                }
             }),
-            Self::Body(re) => re.is_match(&flow.request_body) || re.is_match(&flow.response_body),
+            Self::Body(re, lit) => {
+                [&flow.request_body, &flow.response_body]
+                    .into_iter()
+                    .any(|body| match lit {
+                        // `~b` folds ASCII case only, so the literal search is exact on any bytes.
+                        Some(lit) => lit.is_match(body),
+                        None => re.is_match(body),
+                    })
+            }
             Self::Error => flow.error_type.is_some() || flow.error_message.is_some(),
             Self::Type(t) => flow.traffic_type == *t,
+        }
+    }
+}
+
+/// A pattern that is a plain literal, searched without the regex engine.
+///
+/// A case-insensitive regex on a literal cannot use a fast prefilter (every letter
+/// doubles the case variants), which made `~b`/`~h` over 100,000 flows take ~90 ms.
+/// Here `memmem` finds the longest run of bytes that have no case, and the whole
+/// needle is then compared with ASCII case folding around each hit.
+#[derive(Debug, Clone)]
+struct Literal {
+    /// The needle, ASCII-lowercased.
+    needle: Vec<u8>,
+    /// Finds the caseless anchor run; `None` when every byte is a letter.
+    anchor: Option<memchr::memmem::Finder<'static>>,
+    /// Where the anchor starts inside the needle.
+    offset: usize,
+}
+
+impl Literal {
+    /// The literal in `pattern`, when it has no regex syntax at all.
+    fn new(pattern: &str) -> Option<Self> {
+        const LITERAL_PUNCT: &[u8] = b" -_:/=,;@%<>'\"!`";
+        let bytes = pattern.as_bytes();
+        if bytes.is_empty()
+            || !bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || LITERAL_PUNCT.contains(b))
+        {
+            return None;
+        }
+        let mut best = (0, 0);
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if b.is_ascii_alphabetic() {
+                start = i + 1;
+            } else if i + 1 - start > best.1 - best.0 {
+                best = (start, i + 1);
+            }
+        }
+        let anchor = (best.1 > best.0)
+            .then(|| memchr::memmem::Finder::new(&bytes[best.0..best.1]).into_owned());
+        Some(Self {
+            needle: bytes.to_ascii_lowercase(),
+            anchor,
+            offset: best.0,
+        })
+    }
+
+    /// Does the needle occur in `hay`, ASCII case folded?
+    fn is_match(&self, hay: &[u8]) -> bool {
+        let n = self.needle.len();
+        let at = |start: usize| {
+            hay.get(start..start + n)
+                .is_some_and(|w| w.eq_ignore_ascii_case(&self.needle))
+        };
+        if let Some(finder) = &self.anchor {
+            // Step one byte past each hit: anchor occurrences may overlap.
+            let mut from = self.offset;
+            while let Some(hit) = hay.get(from..).and_then(|rest| finder.find(rest)) {
+                if at(from + hit - self.offset) {
+                    return true;
+                }
+                from += hit + 1;
+            }
+            false
+        } else {
+            let (lo, up) = (self.needle[0], self.needle[0].to_ascii_uppercase());
+            memchr::memchr2_iter(lo, up, hay).any(at)
         }
     }
 }
@@ -325,7 +407,7 @@ impl Parser<'_> {
                     .multi_line(true)
                     .size_limit(1 << 20)
                     .build()
-                    .map(Node::Header)
+                    .map(|re| Node::Header(re, Literal::new(&text)))
                     .map_err(|e| regex_error(&e, pos))
             }
             "b" => {
@@ -336,7 +418,7 @@ impl Parser<'_> {
                     .unicode(false)
                     .size_limit(1 << 20)
                     .build()
-                    .map(Node::Body)
+                    .map(|re| Node::Body(re, Literal::new(&text)))
                     .map_err(|e| regex_error(&e, pos))
             }
             "c" => {
@@ -478,6 +560,52 @@ mod tests {
         f.request_body = Bytes::from_static(br#"{"model":"claude-sonnet"}"#);
         f.response_body = Bytes::from_static(b"event: message_start\ndata: {}\n\n");
         f
+    }
+
+    fn body_regex(text: &str) -> BytesRegex {
+        BytesRegexBuilder::new(text)
+            .case_insensitive(true)
+            .unicode(false)
+            .build()
+            .expect("valid regex")
+    }
+
+    proptest! {
+        /// The literal fast path finds exactly what the `~b` regex finds.
+        #[test]
+        fn literal_agrees_with_regex(
+            needle in "[aA1-][aA1 -]{0,5}",
+            hay in proptest::collection::vec(
+                proptest::sample::select(b"aA1- \xc3\xa9".to_vec()), 0..40),
+        ) {
+            let lit = Literal::new(&needle).expect("plain literal");
+            prop_assert_eq!(lit.is_match(&hay), body_regex(&needle).is_match(&hay));
+        }
+    }
+
+    #[test]
+    fn literal_handles_overlapping_anchors_and_edges() {
+        // The anchor `1-1` first hits at 0 (a miss), then again overlapping at 2.
+        let lit = Literal::new("1-1A").expect("plain literal");
+        assert!(lit.is_match(b"1-1-1a"));
+        assert!(lit.is_match(b"x1-1a"));
+        assert!(!lit.is_match(b"1-1"));
+        assert!(!lit.is_match(b"-1a"));
+        let letters = Literal::new("MeSsAgEs").expect("plain literal");
+        assert!(letters.is_match(b"/v1/messages"));
+        assert!(!letters.is_match(b"/v1/message"));
+        assert!(Literal::new("a.b").is_none());
+        assert!(Literal::new("(?-i)a").is_none());
+        assert!(Literal::new("").is_none());
+    }
+
+    #[test]
+    fn header_literal_keeps_unicode_case_folding() {
+        // KELVIN SIGN folds to `k` under the regex's Unicode rules; ASCII folding alone would miss it.
+        let mut f = flow();
+        f.request_headers = vec![("x-\u{212A}ey".into(), "v".into())];
+        assert!(parse("~h x-key").expect("valid filter").matches(&f));
+        assert!(!parse("~h x-kez").expect("valid filter").matches(&f));
     }
 
     fn check(expr: &str) -> bool {
