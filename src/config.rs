@@ -161,6 +161,9 @@ impl Config {
                 .map(|h| PathBuf::from(h).join(".ccproxy"))
                 .ok_or(ConfigError::NoHome)?,
         };
+        // Pid files, sockets and the managed cluster are located from home:
+        // a relative --home must mean the same directory from everywhere.
+        let home = std::path::absolute(&home).unwrap_or(home);
         let config_path = overrides
             .config
             .clone()
@@ -681,6 +684,21 @@ litellm:
         )
         .expect_err("flag");
         assert!(err.to_string().contains("--upstream"));
+    }
+
+    #[test]
+    fn relative_home_is_made_absolute() {
+        let cfg = Config::load_with(
+            &Overrides {
+                home: Some(PathBuf::from("some/relative/home")),
+                ..Overrides::default()
+            },
+            &|_| None,
+        )
+        .expect("load");
+        assert!(cfg.home.is_absolute(), "{}", cfg.home.display());
+        assert!(cfg.home.ends_with("some/relative/home"));
+        assert!(cfg.config_path.starts_with(&cfg.home));
     }
 
     #[test]
