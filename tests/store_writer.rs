@@ -268,3 +268,55 @@ async fn reader_pages_newest_first_and_since_oldest_first() {
     );
     assert_eq!(reader.since(None, 100).await.expect("all").len(), 25);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_database_refuses_are_isolated_dropped_and_counted() {
+    let db = fresh_db().await;
+    let home = temp_home();
+    let store = Store::open(&config(home.path(), Some(&db.url)))
+        .await
+        .expect("open");
+    // A real constraint violation (SQLSTATE 23514) for two rows of the batch.
+    let c = store::connect(&db.url).await.expect("connect");
+    c.batch_execute(
+        r#"ALTER TABLE "CCProxy_HttpTraces" ADD CONSTRAINT no_teapots CHECK (status_code <> 418)"#,
+    )
+    .await
+    .expect("constraint");
+    let sink = store.sink();
+    for i in 0..50 {
+        let mut f = sample_flow(i);
+        if i == 7 || i == 31 {
+            f.status_code = Some(418);
+        }
+        sink.submit(Arc::new(f));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut s = store.stats();
+    while s.written + s.dropped < 50 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = store.stats();
+    }
+    assert_eq!((s.written, s.dropped), (48, 2), "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{s:?}"
+    );
+    store.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(
+        count(&db.url).await,
+        48,
+        "every accepted row is written once"
+    );
+    let teapots: i64 = c
+        .query_one(
+            r#"SELECT count(*) FROM "CCProxy_HttpTraces" WHERE status_code = 418"#,
+            &[],
+        )
+        .await
+        .expect("teapots")
+        .get(0);
+    assert_eq!(teapots, 0);
+}
