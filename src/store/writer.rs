@@ -396,40 +396,55 @@ impl Writer {
         &mut self,
         rows: &[T],
     ) -> bool {
+        match self.write_isolating(rows, "flow").await {
+            Ok(()) => true,
+            Err(unwritten) => {
+                self.spool_rows(&rows[unwritten..]).await;
+                false
+            }
+        }
+    }
+
+    /// Commit rows as one batch; when the database refuses the batch, write
+    /// them one by one and drop (and count) only the rows it refuses. On a lost
+    /// connection, `Err(i)`: rows from `i` on were not written.
+    async fn write_isolating<T: Borrow<Flow>>(
+        &mut self,
+        rows: &[T],
+        what: &str,
+    ) -> Result<(), usize> {
         match self.write(rows).await {
             Ok(n) => {
                 self.shared.written.fetch_add(n, Ordering::Relaxed);
-                true
+                return Ok(());
             }
             Err(BatchError::Retry(why)) => {
                 self.lost(&why);
-                self.spool_rows(rows).await;
-                false
+                return Err(0);
             }
             Err(BatchError::Data(why)) => {
                 tracing::warn!(error = %why, "batch refused; writing rows one by one");
-                for (i, row) in rows.iter().enumerate() {
-                    match self.write(std::slice::from_ref(row)).await {
-                        Ok(n) => {
-                            self.shared.written.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(BatchError::Data(why)) => {
-                            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                            self.shared.error(format!(
-                                "the database refused flow {}: {why}; row dropped",
-                                row.borrow().id
-                            ));
-                        }
-                        Err(BatchError::Retry(why)) => {
-                            self.lost(&why);
-                            self.spool_rows(&rows[i..]).await;
-                            return false;
-                        }
-                    }
-                }
-                true
             }
         }
+        for (i, row) in rows.iter().enumerate() {
+            match self.write(std::slice::from_ref(row)).await {
+                Ok(n) => {
+                    self.shared.written.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(BatchError::Data(why)) => {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.error(format!(
+                        "the database refused {what} {}: {why}; row dropped",
+                        row.borrow().id
+                    ));
+                }
+                Err(BatchError::Retry(why)) => {
+                    self.lost(&why);
+                    return Err(i);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn write<T: Borrow<Flow>>(&mut self, rows: &[T]) -> Result<u64, BatchError> {
@@ -549,37 +564,7 @@ impl Writer {
 
     /// Replayed rows that fail to write stay in their segment (not re-spooled).
     async fn write_or_spool_replay(&mut self, rows: &[Arc<Flow>]) -> bool {
-        match self.write(rows).await {
-            Ok(n) => {
-                self.shared.written.fetch_add(n, Ordering::Relaxed);
-                true
-            }
-            Err(BatchError::Retry(why)) => {
-                self.lost(&why);
-                false
-            }
-            Err(BatchError::Data(_)) => {
-                for row in rows {
-                    match self.write(std::slice::from_ref(row)).await {
-                        Ok(n) => {
-                            self.shared.written.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(BatchError::Data(why)) => {
-                            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                            self.shared.error(format!(
-                                "the database refused spooled flow {}: {why}; row dropped",
-                                row.id
-                            ));
-                        }
-                        Err(BatchError::Retry(why)) => {
-                            self.lost(&why);
-                            return false;
-                        }
-                    }
-                }
-                true
-            }
-        }
+        self.write_isolating(rows, "spooled flow").await.is_ok()
     }
 }
 
