@@ -12,8 +12,6 @@ use base64::Engine as _;
 use chrono::{SecondsFormat, Utc};
 use har::v1_2;
 
-use crate::cli::ExportArgs;
-use crate::config::Config;
 use crate::flow::{Flow, Headers};
 use crate::store::query::Reader;
 use crate::tui::filter;
@@ -251,31 +249,6 @@ pub async fn read_flows(
         }
     }
     Ok(out)
-}
-
-/// `ccproxy export --har FILE [--filter EXPR] [--since 1h]`.
-pub async fn command(cfg: &Config, args: &ExportArgs) -> anyhow::Result<i32> {
-    let expr = args.filter.as_deref().unwrap_or("");
-    let keep = filter::parse(expr).map_err(|source| ExportError::Filter {
-        expr: expr.to_string(),
-        source,
-    })?;
-    let since = match args.since {
-        Some(d) => Some(Utc::now() - chrono::Duration::from_std(d)?),
-        None => None,
-    };
-    let reader = Reader::connect(cfg).await?.ok_or(ExportError::NoStorage)?;
-    let flows = read_flows(&reader, since, &keep).await?;
-    write_har(&to_har(&flows), &args.har)?;
-    if args.har.as_os_str() != "-" {
-        eprintln!(
-            "wrote {} flow{} to {}",
-            flows.len(),
-            if flows.len() == 1 { "" } else { "s" },
-            args.har.display()
-        );
-    }
-    Ok(0)
 }
 
 #[cfg(test)]
