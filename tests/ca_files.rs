@@ -249,8 +249,7 @@ fn read_only_cert_dir_routes_clients_to_the_bundle_that_exists() {
         let get = |k: &str| {
             env.iter()
                 .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("{k} is set"))
+                .map_or_else(|| panic!("{k} is set"), |(_, v)| v.clone())
         };
         for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
             let path = get(k);
