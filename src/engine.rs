@@ -24,6 +24,9 @@ use crate::flow::{FlowEvent, FlowHub, HubSnapshot};
 use crate::proxy::{self, ProxyState, ReverseRoute};
 use crate::store::{Store, StoreStats};
 
+/// The storage state a viewer shows (re-exported so the TUI needs no `store` import).
+pub use crate::store::StorageState;
+
 /// What a viewer (the TUI) receives, whether in-process or over the control socket.
 #[derive(Debug, Clone)]
 pub enum Feed {
