@@ -445,7 +445,11 @@ fn body_budget_drops_the_oldest_bodies_first() {
         let f = Arc::new(f);
         app.update(event(FlowEvent::Completed { flow: f }));
     }
-    assert!(app.body_bytes() <= 1_000, "{}", app.body_bytes());
+    assert!(
+        app.flows.body_bytes() <= 1_000,
+        "{}",
+        app.flows.body_bytes()
+    );
     // The oldest (the 1.8 KB LLM exchange) lost its bodies, the newest kept theirs.
     assert!(app
         .visible_entry(0)

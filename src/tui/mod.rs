@@ -134,11 +134,10 @@ async fn run_loop(setup: TuiSetup) -> Result<(), TuiError> {
         let tx = events.sender();
         tokio::spawn(
             async move {
-                match history.await {
-                    Some(h) => {
-                        let _ = tx.send(Event::HistoryReady(h)).await;
-                    }
-                    None => tracing::info!("no stored history"),
+                if let Some(h) = history.await {
+                    let _ = tx.send(Event::HistoryReady(h)).await;
+                } else {
+                    tracing::info!("no stored history");
                 }
             }
             .with_current_subscriber(),

@@ -37,7 +37,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     }
     top.push(Span::styled(format!("· {}", clean(&app.source)), dim));
 
-    let counts = app.counts();
+    let counts = app.flows.counts();
     let mut bottom = vec![Span::styled(format!(" flows {} ", app.len()), bold)];
     for (t, n) in TrafficType::ALL.iter().zip(counts) {
         bottom.push(Span::styled(
