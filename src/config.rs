@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -281,12 +281,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// A path inside `<home>`. Named paths live in `home::Home`.
-    // MERGE: remove once the TUI takes its directories from `TuiSetup`.
-    pub fn home_path(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.home.join(name)
     }
 }
 

@@ -8,7 +8,6 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod engine;
-pub mod export;
 pub mod flow;
 pub mod home;
 pub mod proxy;
@@ -19,8 +18,6 @@ use cli::{Cli, Command};
 use config::ConfigError;
 
 pub use cmd::ExitError;
-// MERGE: the TUI stops loading configuration itself; then this re-export goes.
-pub use cmd::load_config;
 
 /// Parse-free entry point used by `main`: run the command, print the error, return the exit code.
 pub fn main_with(cli: Cli) -> i32 {

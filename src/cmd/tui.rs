@@ -6,27 +6,24 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
 
 use super::logging;
 use crate::cli::Cli;
 use crate::config::Config;
-use crate::engine::pidfile::{self, Liveness};
-use crate::engine::{Engine, Mode};
+use crate::engine::{Engine, Feed, Mode};
+use crate::flow::history::FlowHistory;
 use crate::home::Home;
+use crate::store::query::Reader;
 
 /// `ccproxy tui`.
 pub async fn tui(cli: &Cli) -> anyhow::Result<i32> {
     let cfg = Arc::new(super::config(cli)?);
     let home = Home::new(&cfg);
     let _log = logging::to_file(&home.engine_log());
-    if matches!(pidfile::check(&home.engine_lock()), Liveness::Running(_)) {
-        // MERGE: with the new TUI contract this branch becomes
-        //   if let Some(feed) = crate::engine::attach(&cfg).await? {
-        //       crate::tui::run(setup(&cfg, feed, "attached")).await?;
-        //       return Ok(0);
-        //   }
-        // and the pid-file check above goes (attach does it).
-        return crate::tui::command(cli).await;
+    if let Some(feed) = crate::engine::attach(&cfg).await? {
+        show(setup(&cfg, feed, "attached")).await?;
+        return Ok(0);
     }
     let engine = Engine::start(Arc::clone(&cfg), Mode::Dual)
         .await
@@ -37,29 +34,47 @@ pub async fn tui(cli: &Cli) -> anyhow::Result<i32> {
 /// The TUI on an in-process engine (`tui` with no engine running, `start`
 /// without `--headless`); stops the engine when the TUI quits.
 pub async fn on_engine(cfg: Arc<Config>, engine: Engine) -> anyhow::Result<i32> {
-    // MERGE: with the new TUI contract this becomes
-    //   let result = crate::tui::run(setup(&cfg, engine.feed(), "in-process")).await;
-    //   engine.shutdown().await;
-    //   result?;
-    //   Ok(0)
-    // with
-    //   fn setup(cfg: &Arc<Config>, feed: Receiver<Feed>, source: &'static str) -> crate::tui::TuiSetup {
-    //       let home = Home::new(cfg);
-    //       let cfg = Arc::clone(cfg);
-    //       crate::tui::TuiSetup {
-    //           feed,
-    //           // Connected in the background, so a slow database never delays the first frame.
-    //           history: Some(Box::pin(async move {
-    //               match crate::store::query::Reader::connect(&cfg).await {
-    //                   Ok(Some(r)) => Some(Arc::new(r) as Arc<dyn crate::flow::history::FlowHistory>),
-    //                   Ok(None) => { tracing::info!("storage is off: no stored history"); None }
-    //                   Err(e) => { tracing::warn!(error = %format!("{e:#}"), "stored history unavailable"); None }
-    //               }
-    //           })),
-    //           saved_dir: home.saved(),
-    //           exports_dir: home.exports(),
-    //           source,
-    //       }
-    //   }
-    crate::tui::run_with_engine(cfg, engine).await
+    let home = Home::new(&cfg);
+    let _log = logging::to_file(&home.engine_log());
+    let result = show(setup(&cfg, engine.feed(), "in-process")).await;
+    engine.shutdown().await;
+    result?;
+    Ok(0)
+}
+
+/// Run the TUI (it draws on its own thread) without holding an async worker.
+async fn show(setup: crate::tui::TuiSetup) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || crate::tui::run(setup))
+        .await
+        .context("the TUI thread failed")??;
+    Ok(())
+}
+
+fn setup(
+    cfg: &Arc<Config>,
+    feed: mpsc::Receiver<Feed>,
+    source: &'static str,
+) -> crate::tui::TuiSetup {
+    let home = Home::new(cfg);
+    let cfg = Arc::clone(cfg);
+    crate::tui::TuiSetup {
+        feed,
+        // Connected in the background, so a slow database never delays the first frame.
+        history: Some(Box::pin(async move {
+            match Reader::connect(&cfg).await {
+                Ok(Some(r)) => Some(Arc::new(r) as Arc<dyn FlowHistory>),
+                Ok(None) => {
+                    tracing::info!("storage is off: no stored history");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "stored history unavailable");
+                    None
+                }
+            }
+        })),
+        saved_dir: home.saved(),
+        exports_dir: home.exports(),
+        source,
+    }
 }

@@ -98,3 +98,6 @@ impl RunMode {
         }
     }
 }
+
+/// The storage state a viewer shows (re-exported so the TUI needs no `store` import).
+pub use crate::store::StorageState;
