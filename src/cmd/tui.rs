@@ -42,11 +42,10 @@ pub async fn on_engine(cfg: Arc<Config>, engine: Engine) -> anyhow::Result<i32> 
     Ok(0)
 }
 
-/// Run the TUI (it draws on its own thread) without holding an async worker.
+/// Run the TUI: it draws on its own thread and steps off the async worker
+/// while it runs, so no proxy task waits on it.
 async fn show(setup: crate::tui::TuiSetup) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || crate::tui::run(setup))
-        .await
-        .context("the TUI thread failed")??;
+    crate::tui::run(setup)?;
     Ok(())
 }
 
