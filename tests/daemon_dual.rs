@@ -41,7 +41,9 @@ fn gateway_environment_points_at_the_forward_listener_and_the_ca() {
     assert_eq!(env["https_proxy"], proxy);
     assert_eq!(env["SSL_CERT_FILE"], bundle);
     assert_eq!(env["REQUESTS_CA_BUNDLE"], bundle);
-    assert_eq!(env["NODE_EXTRA_CA_CERTS"], bundle);
+    // Node adds NODE_EXTRA_CA_CERTS to its own roots: our CA alone (as for `ccproxy run`).
+    let ca = home.file("ca/ca.pem").display().to_string();
+    assert_eq!(env["NODE_EXTRA_CA_CERTS"], ca);
     assert_eq!(env["CCP_TEST_PLAIN"], "value-x");
     assert_eq!(env["CCP_TEST_DEFAULT"], "fallback");
     assert!(
