@@ -80,7 +80,7 @@ impl AsyncRead for Mem {
 
 impl AsyncWrite for Mem {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
