@@ -38,10 +38,10 @@ pub fn filter(data: &[u8]) {
     let Ok(expr) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(f) = ccproxy::tui::filter::parse(expr) {
+    if let Ok(f) = ccproxy::flow::filter::parse(expr) {
         let flow = sample_flow();
         let verdict = f.matches(&flow);
-        let again = ccproxy::tui::filter::parse(f.source()).expect("a filter's source reparses");
+        let again = ccproxy::flow::filter::parse(f.source()).expect("a filter's source reparses");
         assert_eq!(again.matches(&flow), verdict, "{expr:?}");
     }
 }
@@ -190,7 +190,7 @@ pub fn spool(data: &[u8]) {
 /// Control socket: the engine's request reader is bounded and never panics;
 /// the client's line decoder takes any line.
 pub fn control(data: &[u8]) {
-    use ccproxy::daemon::control::{decode, read_request, MAX_REQUEST_LINE};
+    use ccproxy::engine::control::{decode, read_request, MAX_REQUEST_LINE};
     let (_, chunks) = chunks(data);
     let io = Mem {
         chunks,
