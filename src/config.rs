@@ -537,7 +537,7 @@ const CORE_TAGS: &[&str] = &[
 
 /// Read at most [`MAX_CONFIG_BYTES`] of a file as UTF-8; more, or bytes that
 /// are not UTF-8, is `InvalidData` with a message for the user.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read as _;
     let file = std::fs::File::open(path)?;
     if file.metadata()?.is_dir() {

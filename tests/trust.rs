@@ -8,6 +8,7 @@ mod common;
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -183,7 +184,7 @@ fn hostile_configs_give_one_line_and_exit_2() {
     let mut laughs = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..10 {
         let refs = vec![format!("*l{}", i - 1); 10].join(", ");
-        laughs.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        let _ = writeln!(laughs, "l{i}: &l{i} [{refs}]");
     }
     let big = format!("# {}\n", "x".repeat(2 << 20));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -436,7 +437,10 @@ fn found_in(hay: &[u8], needle: &str) -> bool {
     if text.contains(needle) {
         return true;
     }
-    let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex = needle.bytes().fold(String::new(), |mut h, b| {
+        let _ = write!(h, "{b:02x}");
+        h
+    });
     if text.contains(&hex) {
         return true;
     }

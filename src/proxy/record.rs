@@ -115,8 +115,8 @@ impl Record {
     }
 
     /// A live slice of the response body.
-    pub fn response_chunk(&self, data: Bytes) {
-        self.hub.response_chunk(self.id, self.redactor.body(&data));
+    pub fn response_chunk(&self, data: &Bytes) {
+        self.hub.response_chunk(self.id, self.redactor.body(data));
     }
 
     /// One body ended (or was dropped); see [`Tapped`].
