@@ -66,6 +66,8 @@ pub struct MitmConfig {
     pub buffer_size: usize,
     /// Extra header names (lowercase) redacted like `authorization`.
     pub redact_headers: Vec<String>,
+    /// Extra URL query parameter names (any case) redacted like `key`.
+    pub redact_query: Vec<String>,
     pub spool_max_bytes: u64,
     pub retention: Option<Duration>,
     pub upstream_ca: Option<PathBuf>,
@@ -112,6 +114,7 @@ impl Default for MitmConfig {
             database_url: None,
             buffer_size: 1000,
             redact_headers: Vec::new(),
+            redact_query: Vec::new(),
             spool_max_bytes: 1 << 30,
             retention: None,
             upstream_ca: None,
@@ -148,6 +151,41 @@ impl Config {
         Self::load_with(overrides, &|k| std::env::var(k).ok())
     }
 
+    /// For commands that must work even when the file is broken (`stop`):
+    /// the full configuration, or, when the file cannot be read or parsed,
+    /// the defaults for the same home together with the error (so the
+    /// caller can say it is using them). Pid files and sockets are located
+    /// from the home alone.
+    pub fn load_or_defaults(
+        overrides: &Overrides,
+    ) -> Result<(Self, Option<ConfigError>), ConfigError> {
+        match Self::load(overrides) {
+            Ok(cfg) => Ok((cfg, None)),
+            Err(
+                e @ (ConfigError::Invalid { .. }
+                | ConfigError::Read { .. }
+                | ConfigError::Override { .. }),
+            ) => {
+                let bare = Overrides {
+                    config: Some(PathBuf::from("/dev/null")),
+                    ..overrides.clone()
+                };
+                let mut cfg = Self::load_with(&bare, &|k| {
+                    // Only where things are, never the values that failed.
+                    (k == "CCPROXY_HOME" || k == "HOME")
+                        .then(|| std::env::var(k).ok())
+                        .flatten()
+                })?;
+                cfg.config_path = overrides
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| cfg.home.join("ccproxy.yaml"));
+                Ok((cfg, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Load with an injected environment (tests pass a table).
     pub fn load_with(
         overrides: &Overrides,
@@ -168,13 +206,19 @@ impl Config {
             .config
             .clone()
             .unwrap_or_else(|| home.join("ccproxy.yaml"));
-        let file = match std::fs::read_to_string(&config_path) {
+        let file = match read_bounded(&config_path) {
             Ok(text) => parse_file(&text).map_err(|message| ConfigError::Invalid {
                 path: config_path.clone(),
                 message,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && overrides.config.is_none() => {
                 FileConfig::default()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ConfigError::Invalid {
+                    path: config_path,
+                    message: e.to_string(),
+                })
             }
             Err(source) => {
                 return Err(ConfigError::Read {
@@ -231,6 +275,12 @@ impl Config {
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            redact_query: m
+                .redact_query
+                .unwrap_or_default()
+                .into_iter()
+                .map(|q| q.to_ascii_lowercase())
+                .collect(),
             spool_max_bytes: m.spool_max_bytes.unwrap_or(d.spool_max_bytes),
             retention: m.retention.map(|r| r.0),
             upstream_ca: m.upstream_ca.map(resolve),
@@ -284,10 +334,18 @@ impl Config {
     }
 }
 
+/// Check a configuration text the way `load` does (shape, types, values)
+/// without touching the environment or the disk: the entry point of the
+/// config fuzz target and property test.
+pub fn check_text(text: &str) -> Result<(), String> {
+    parse_file(text).map(|_| ())
+}
+
 fn parse_file(text: &str) -> Result<FileConfig, String> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
+    prescan(text)?;
     serde_yaml::from_str::<Option<FileConfig>>(text)
         .map(Option::unwrap_or_default)
         .map_err(|e| {
@@ -369,6 +427,7 @@ struct FileMitm {
     database_url: Option<String>,
     buffer_size: Option<NonZero>,
     redact_headers: Option<Vec<String>>,
+    redact_query: Option<Vec<String>>,
     spool_max_bytes: Option<u64>,
     retention: Option<DurationValue>,
     upstream_ca: Option<PathBuf>,
@@ -428,6 +487,8 @@ validated!(PortValue, u16, u64, |p| match u16::try_from(p) {
 });
 validated!(NonZero, usize, usize, |n| if n == 0 {
     Err("must be at least 1".to_string())
+} else if n > MAX_BUFFER_SIZE {
+    Err(format!("must be at most {MAX_BUFFER_SIZE}"))
 } else {
     Ok(n)
 });
@@ -452,6 +513,207 @@ impl fmt::Display for Config {
             self.home.display()
         )
     }
+}
+
+// ---- what is read before serde sees it: size, nesting, aliases, tags ----
+
+/// The largest configuration file read (`--config /dev/zero` ends here).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The deepest nesting (block indentation plus flow brackets) accepted; the
+/// real schema is 4 deep. Deeper YAML is refused before the parser, whose
+/// time grows with the square of the depth.
+pub const MAX_CONFIG_DEPTH: usize = 64;
+/// The most aliases (`*name`) a file may use: each one can expand a whole
+/// anchored subtree, so a few hundred kilobytes could otherwise become
+/// gigabytes.
+pub const MAX_CONFIG_ALIASES: usize = 64;
+/// Largest `buffer_size` (rows queued for the store); the queue is allocated
+/// lazily, but a channel this large is a typo, not a setting.
+pub const MAX_BUFFER_SIZE: usize = 1_000_000;
+/// Tags the YAML core schema defines; any other `!tag` is refused.
+const CORE_TAGS: &[&str] = &[
+    "!!str", "!!int", "!!float", "!!bool", "!!null", "!!seq", "!!map",
+];
+
+/// Read at most [`MAX_CONFIG_BYTES`] of a file as UTF-8; more, or bytes that
+/// are not UTF-8, is `InvalidData` with a message for the user.
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "is a directory, not a YAML file",
+        ));
+    }
+    let mut data = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB; a ccproxy configuration is a few lines of YAML",
+                MAX_CONFIG_BYTES / 1024
+            ),
+        ));
+    }
+    String::from_utf8(data).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "not UTF-8 text (bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// One linear pass over the text that refuses, with the line, what would
+/// make the YAML parser slow or the document huge: nesting deeper than
+/// [`MAX_CONFIG_DEPTH`], more than [`MAX_CONFIG_ALIASES`] aliases, and tags
+/// outside the core schema (serde would ignore them silently). It knows
+/// quotes, comments, flow brackets and block scalars; anything it cannot
+/// judge is left to the parser, which reports the real syntax error.
+fn prescan(text: &str) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut quote = Quote::None;
+    let mut flow = 0usize;
+    let mut block: Vec<usize> = Vec::new();
+    let mut block_scalar: Option<usize> = None;
+    let mut aliases = 0usize;
+    let too_deep = |line: usize| {
+        format!("nested deeper than {MAX_CONFIG_DEPTH} levels at line {line}; flatten the file")
+    };
+    for (n, line) in text.split('\n').enumerate() {
+        let line_no = n + 1;
+        let chars: Vec<char> = line.chars().collect();
+        let indent = chars.iter().take_while(|c| **c == ' ').count();
+        let content = chars[indent..].iter().collect::<String>();
+        let content = content.trim_end();
+        if let Some(parent) = block_scalar {
+            if content.is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut i = indent;
+        if quote == Quote::None && flow == 0 {
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            while block.last().is_some_and(|&top| top >= indent) {
+                block.pop();
+            }
+            block.push(indent);
+            // `- - - x`: every dash opens one more level on the same line.
+            while chars.get(i) == Some(&'-') && chars.get(i + 1).is_none_or(|c| c.is_whitespace()) {
+                i += 1;
+                while chars.get(i) == Some(&' ') {
+                    i += 1;
+                }
+                block.push(i);
+                if block.len() > MAX_CONFIG_DEPTH {
+                    return Err(too_deep(line_no));
+                }
+            }
+            if block.len() + flow > MAX_CONFIG_DEPTH {
+                return Err(too_deep(line_no));
+            }
+        }
+        let mut node_start = quote == Quote::None;
+        while i < chars.len() {
+            let c = chars[i];
+            match quote {
+                Quote::Double => {
+                    match c {
+                        '\\' => i += 1,
+                        '"' => quote = Quote::None,
+                        _ => {}
+                    }
+                    i += 1;
+                    continue;
+                }
+                Quote::Single => {
+                    if c == '\'' {
+                        if chars.get(i + 1) == Some(&'\'') {
+                            i += 1;
+                        } else {
+                            quote = Quote::None;
+                        }
+                    }
+                    i += 1;
+                    continue;
+                }
+                Quote::None => {}
+            }
+            let next_blank = chars.get(i + 1).is_none_or(|c| c.is_whitespace());
+            match c {
+                ' ' | '\t' => {}
+                '#' if i == 0 || chars[i - 1].is_whitespace() => break,
+                '"' if node_start => {
+                    quote = Quote::Double;
+                    node_start = false;
+                }
+                '\'' if node_start => {
+                    quote = Quote::Single;
+                    node_start = false;
+                }
+                '[' | '{' if node_start || flow > 0 => {
+                    flow += 1;
+                    if block.len() + flow > MAX_CONFIG_DEPTH {
+                        return Err(too_deep(line_no));
+                    }
+                    node_start = true;
+                }
+                ']' | '}' if flow > 0 => {
+                    flow -= 1;
+                    node_start = false;
+                }
+                ',' if flow > 0 => node_start = true,
+                ':' if next_blank || flow > 0 => node_start = true,
+                '-' | '?' if node_start && next_blank => {}
+                '|' | '>' if node_start && flow == 0 => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                '!' | '&' | '*' if node_start => {
+                    let start = i;
+                    while chars
+                        .get(i + 1)
+                        .is_some_and(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                    {
+                        i += 1;
+                    }
+                    let token: String = chars[start..=i].iter().collect();
+                    match c {
+                        '!' if !CORE_TAGS.contains(&token.as_str()) => {
+                            return Err(format!(
+                                "unknown tag `{token}` at line {line_no}; remove it (ccproxy reads plain YAML)"
+                            ));
+                        }
+                        '*' => {
+                            aliases += 1;
+                            if aliases > MAX_CONFIG_ALIASES {
+                                return Err(format!(
+                                    "more than {MAX_CONFIG_ALIASES} aliases (`*name`) at line {line_no}; write the values out"
+                                ));
+                            }
+                            node_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => node_start = false,
+            }
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -690,6 +952,54 @@ litellm:
         assert!(cfg.home.is_absolute(), "{}", cfg.home.display());
         assert!(cfg.home.ends_with("some/relative/home"));
         assert!(cfg.config_path.starts_with(&cfg.home));
+    }
+
+    #[test]
+    fn prescan_refuses_what_would_explode_and_keeps_the_rest() {
+        let refused: &[(&str, &str)] = &[
+            (
+                &format!("a: {}1{}", "[".repeat(65), "]".repeat(65)),
+                "nested deeper",
+            ),
+            (&format!("a:\n  {}x\n", "- ".repeat(70)), "nested deeper"),
+            (
+                &format!("a: &a [x]\nb: [{}]\n", vec!["*a"; 65].join(", ")),
+                "aliases",
+            ),
+            ("a: !foo 1\n", "unknown tag `!foo` at line 1"),
+            ("a:\n  - !<tag:yaml.org,2002:str> x\n", "unknown tag"),
+        ];
+        for (text, needle) in refused {
+            let err = prescan(text).expect_err(text);
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let kept = [
+            "a: \"*not an alias\" # and ! not a tag\n",
+            "a: 'it''s *fine* !'\n",
+            "a: |\n  [[[[ !x *y &z\n   - - - -\nb: 1\n",
+            "a: !!str 1\nb: &x 2\nc: *x\n",
+            "cmd: ls *.py -l\nurl: http://h/!x\n",
+            &format!("a: {}1{}", "[".repeat(60), "]".repeat(60)),
+        ];
+        for text in kept {
+            assert_eq!(prescan(text), Ok(()), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn stop_falls_back_to_defaults_for_a_broken_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ccproxy.yaml"), "ccproxy: [\n").expect("write");
+        let ov = Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&ov).is_err());
+        let (cfg, err) = Config::load_or_defaults(&ov).expect("defaults");
+        assert!(err.is_some());
+        assert_eq!(cfg.home, dir.path());
+        assert_eq!(cfg.config_path, dir.path().join("ccproxy.yaml"));
+        assert_eq!(cfg.mitm.port, MitmConfig::default().port);
     }
 
     #[test]

@@ -66,6 +66,24 @@ pub fn load_config(
     })
 }
 
+/// The configuration for `stop`: a broken file must not keep the engine
+/// running, so the defaults for the same home are used (with a warning).
+pub fn config_for_stop(cli: &Cli) -> Result<Config, ConfigError> {
+    let (cfg, error) = Config::load_or_defaults(&crate::config::Overrides {
+        home: cli.home.clone(),
+        config: cli.config.clone(),
+        port: None,
+        upstream: None,
+    })?;
+    if let Some(e) = error {
+        eprintln!(
+            "ccproxy: {e}; stopping from the pid files in {}",
+            cfg.home.display()
+        );
+    }
+    Ok(cfg)
+}
+
 /// [`load_config`] without flag overrides (most commands).
 pub fn config(cli: &Cli) -> Result<Config, ConfigError> {
     load_config(cli, None, None)

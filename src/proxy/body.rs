@@ -94,7 +94,7 @@ impl<B: Body + Unpin> TeeBody<B> {
         self.buf.extend_from_slice(&data[..take]);
         if self.live {
             if let Some(r) = &self.record {
-                r.response_chunk(data.slice(..take));
+                r.response_chunk(&data.slice(..take));
             }
         }
     }

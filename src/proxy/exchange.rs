@@ -88,6 +88,7 @@ pub async fn proxy(
     flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
     let record = Record::start(
         &state.hub,
+        &state.redactor,
         flow,
         content_encoding(&parts.headers),
         cfg.max_body_size,
@@ -135,7 +136,7 @@ pub async fn proxy(
         .extensions
         .get::<HttpInfo>()
         .map(HttpInfo::remote_addr);
-    record.responded(parts.status, &parts.headers, server, &cfg.redact_headers);
+    record.responded(parts.status, &parts.headers, server);
     let live = content_encoding(&parts.headers).is_none();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;

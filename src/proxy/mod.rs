@@ -75,6 +75,8 @@ pub struct ProxyState {
     pub client: upstream::UpstreamClient,
     /// Upstream connect and response-head limits.
     pub timeouts: Timeouts,
+    /// What is redacted in every captured flow (`redact_headers`, `redact_query`).
+    pub redactor: Arc<crate::capture::redact::Redactor>,
 }
 
 impl ProxyState {
@@ -92,12 +94,17 @@ impl ProxyState {
         let ca = ca::CertAuthority::load_or_create(&config)
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let client = upstream::build_client(&config.mitm, timeouts)?;
+        let redactor = Arc::new(crate::capture::redact::Redactor::new(
+            &config.mitm.redact_headers,
+            &config.mitm.redact_query,
+        ));
         Ok(Arc::new(Self {
             config,
             hub,
             ca,
             client,
             timeouts,
+            redactor,
         }))
     }
 }

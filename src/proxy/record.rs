@@ -12,13 +12,14 @@ use uuid::Uuid;
 
 use super::body::{Side, Tapped};
 use crate::capture::decode::decode_body;
-use crate::capture::redact::capture_headers;
+use crate::capture::redact::{capture_headers, Redactor};
 use crate::flow::{ErrorKind, Flow, FlowHub};
 
 /// The shared, in-flight state of one exchange.
 #[derive(Debug)]
 pub struct Record {
     hub: FlowHub,
+    redactor: Arc<Redactor>,
     id: Uuid,
     max_body_size: usize,
     capture_bodies: bool,
@@ -39,17 +40,22 @@ struct State {
 
 impl Record {
     /// Publish `started` for `flow` and keep it until the exchange ends.
+    /// Every event published for the flow (and every live chunk) has been
+    /// through `redactor` first.
     pub fn start(
         hub: &FlowHub,
-        flow: Flow,
+        redactor: &Arc<Redactor>,
+        mut flow: Flow,
         request_encoding: Option<String>,
         max_body_size: usize,
         capture_bodies: bool,
     ) -> Arc<Self> {
+        redactor.flow(&mut flow);
         let flow = Arc::new(flow);
         hub.started(Arc::clone(&flow));
         Arc::new(Self {
             hub: hub.clone(),
+            redactor: Arc::clone(redactor),
             id: flow.id,
             max_body_size,
             capture_bodies,
@@ -81,26 +87,21 @@ impl Record {
     }
 
     /// The upstream answered: record status, headers, ttfb and its address.
-    pub fn responded(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        server: Option<SocketAddr>,
-        redact: &[String],
-    ) {
+    pub fn responded(&self, status: StatusCode, headers: &HeaderMap, server: Option<SocketAddr>) {
         let ttfb = self.start.elapsed().as_secs_f64() * 1000.0;
         let snapshot = {
             let mut st = self.lock();
             st.response_encoding = content_encoding(headers);
             let f = Arc::make_mut(&mut st.flow);
             f.status_code = Some(status.as_u16());
-            f.response_headers = capture_headers(headers, redact);
+            f.response_headers = capture_headers(headers, &[]);
             f.response_content_type = header_string(headers, http::header::CONTENT_TYPE);
             f.ttfb_ms = Some(ttfb);
             if let Some(addr) = server {
                 f.server_ip = Some(addr.ip().to_string());
                 f.server_port = Some(addr.port());
             }
+            self.redactor.flow(f);
             Arc::clone(&st.flow)
         };
         self.hub.responded(snapshot);
@@ -114,8 +115,8 @@ impl Record {
     }
 
     /// A live slice of the response body.
-    pub fn response_chunk(&self, data: Bytes) {
-        self.hub.response_chunk(self.id, data);
+    pub fn response_chunk(&self, data: &Bytes) {
+        self.hub.response_chunk(self.id, self.redactor.body(data));
     }
 
     /// One body ended (or was dropped); see [`Tapped`].
@@ -163,6 +164,7 @@ impl Record {
             f.error_type = Some(kind);
             f.error_message = Some(message);
         }
+        self.redactor.flow(f);
         Arc::clone(&st.flow)
     }
 }
