@@ -11,6 +11,7 @@ pub mod logs;
 pub mod pidfile;
 pub mod run;
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -142,12 +143,13 @@ async fn detach(cli: &Cli, cfg: &Config, args: &EngineArgs) -> anyhow::Result<i3
     if let Liveness::Running(rec) = pidfile::check(&engine::lock_path(cfg)) {
         return Err(already_running(&rec).into());
     }
-    std::fs::create_dir_all(&cfg.home)
+    engine::create_home(&cfg.home)
         .with_context(|| format!("cannot create {}", cfg.home.display()))?;
     let log_path = cfg.home_path("ccproxy.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_start = log.metadata().map_or(0, |m| m.len());
@@ -256,7 +258,7 @@ async fn start_gateway_alone(cfg: &Config, detach: bool) -> anyhow::Result<i32> 
         )
         .into());
     }
-    std::fs::create_dir_all(&cfg.home)
+    engine::create_home(&cfg.home)
         .with_context(|| format!("cannot create {}", cfg.home.display()))?;
     crate::proxy::bind(&cfg.litellm.host, cfg.litellm.port)
         .await

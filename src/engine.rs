@@ -202,8 +202,7 @@ impl Engine {
 
     async fn start_inner(cfg: Arc<Config>, mode: Mode) -> Result<Self, EngineError> {
         let io = |what: String| move |source| EngineError::Io { what, source };
-        std::fs::create_dir_all(&cfg.home)
-            .map_err(io(format!("cannot create {}", cfg.home.display())))?;
+        create_home(&cfg.home).map_err(io(format!("cannot create {}", cfg.home.display())))?;
         let pid = std::process::id();
         let lock = lock_path(&cfg);
         let me = PidRecord::for_pid(pid).tagged(None, mode.as_str());
@@ -422,6 +421,47 @@ impl Engine {
     }
 }
 
+/// Create `<home>` private (0700, with any missing parent); an existing home
+/// that others can read or enter gets one warning (its mode is the user's choice).
+pub fn create_home(home: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)?;
+    let mode = std::fs::metadata(home)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                home = %home.display(),
+                mode = format!("{mode:o}"),
+                "the ccproxy home is readable by other users, and it holds captured traffic: chmod 700 it"
+            );
+        });
+    }
+    Ok(())
+}
+
+/// `http://host:port` of the forward listener, with the `proxy_auth` token as
+/// the password when it is on (`http://ccproxy:<token>@host:port`).
+pub fn proxy_url(cfg: &Config, forward: SocketAddr) -> String {
+    match proxy_token(cfg) {
+        Some(t) => format!("http://{}:{t}@{forward}", proxy::auth::PROXY_USER),
+        None => format!("http://{forward}"),
+    }
+}
+
+/// The `proxy_auth` token, when it is on and the engine made it.
+pub fn proxy_token(cfg: &Config) -> Option<String> {
+    if !cfg.mitm.proxy_auth {
+        return None;
+    }
+    proxy::auth::read_token(&cfg.home_path(proxy::auth::TOKEN_FILE))
+        .ok()
+        .flatten()
+}
+
 /// The gateway behind the reverse listener: a free port, the LiteLLM config,
 /// the configured environment, and the proxy and CA variables that make its
 /// provider calls go through the forward listener.
@@ -431,7 +471,7 @@ fn gateway_launch(
     forward: SocketAddr,
 ) -> std::io::Result<Launch> {
     let port = gateway::free_port("127.0.0.1")?;
-    let proxy_url = format!("http://{forward}");
+    let proxy_url = proxy_url(cfg, forward);
     let bundle = ca_bundle_path(cfg).display().to_string();
     let mut env = gateway::configured_env(&cfg.gateway.environment);
     for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {

@@ -78,7 +78,17 @@ pub fn write_har(har: &har::Har, path: &Path) -> Result<(), ExportError> {
         out.write_all(b"\n").map_err(write_err)?;
         return out.flush().map_err(write_err);
     }
-    std::fs::write(path, json).map_err(write_err)
+    // Exports hold captured traffic: private, like everything in <home>.
+    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(path)
+    .map_err(write_err)?;
+    f.write_all(json.as_bytes()).map_err(write_err)
 }
 
 fn entry(f: &Flow) -> v1_2::Entries {

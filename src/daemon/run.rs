@@ -40,10 +40,11 @@ pub fn routing_env(
         return env;
     };
     let forward_url = format!("http://{}", loopback(forward));
+    let proxy_url = engine::proxy_url(cfg, loopback(forward));
     for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-        env.push((name.to_string(), forward_url.clone()));
+        env.push((name.to_string(), proxy_url.clone()));
     }
-    let base = st
+    let mut base = st
         .reverse
         .as_deref()
         .and_then(|a| a.parse().ok())
@@ -51,6 +52,10 @@ pub fn routing_env(
             || forward_url.clone(),
             |r| format!("http://{}", loopback(r)),
         );
+    // proxy_auth: base-URL clients carry the token as the first path segment.
+    if let Some(token) = engine::proxy_token(cfg) {
+        base = format!("{base}/{token}");
+    }
     for (name, value) in [
         ("ANTHROPIC_BASE_URL", base.clone()),
         ("OPENAI_BASE_URL", format!("{base}/v1")),

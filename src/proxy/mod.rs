@@ -8,6 +8,7 @@
 //!                              bodies teed (body.rs) into a Record (record.rs) ─▶ FlowHub
 //! ```
 
+pub mod auth;
 pub mod body;
 pub mod ca;
 pub mod connect;
@@ -56,6 +57,12 @@ pub enum ProxyError {
     /// Certificate authority or TLS setup failed.
     #[error("{0}")]
     Tls(String),
+    /// `proxy_auth` is on and the token file cannot be made or read.
+    #[error("proxy token {path}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where the reverse listener sends origin-form requests.
@@ -77,6 +84,8 @@ pub struct ProxyState {
     pub client: upstream::UpstreamClient,
     /// Upstream connect and response-head limits.
     pub timeouts: Timeouts,
+    /// `proxy_auth`: the token every client must present (see [`auth`]).
+    pub token: Option<String>,
 }
 
 impl ProxyState {
@@ -94,12 +103,19 @@ impl ProxyState {
         let ca = ca::CertAuthority::load_or_create(&config)
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let client = upstream::build_client(&config.mitm, timeouts)?;
+        let token = if config.mitm.proxy_auth {
+            let path = config.home_path(auth::TOKEN_FILE);
+            Some(auth::load_or_create(&path).map_err(|source| ProxyError::Token { path, source })?)
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
             config,
             hub,
             ca,
             client,
             timeouts,
+            token,
         }))
     }
 }

@@ -226,8 +226,19 @@ fn perform(effect: Effect, cfg: &Config, reader: Option<&Arc<Reader>>, tx: mpsc:
             tokio::spawn(async move {
                 let path = dir.join(&name);
                 let result = async {
-                    tokio::fs::create_dir_all(&dir).await?;
-                    tokio::fs::write(&path, &bytes).await
+                    tokio::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .await?;
+                    let mut f = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .await?;
+                    tokio::io::AsyncWriteExt::write_all(&mut f, &bytes).await
                 }
                 .await;
                 let text = match result {
@@ -292,14 +303,15 @@ fn perform(effect: Effect, cfg: &Config, reader: Option<&Arc<Reader>>, tx: mpsc:
 fn init_logging(cfg: &Config) -> Option<tracing::subscriber::DefaultGuard> {
     let path = cfg.home_path("ccproxy.log");
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::engine::create_home(dir);
     }
     let file = Arc::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .ok()?,
+        std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().create(true).append(true),
+            0o600,
+        )
+        .open(&path)
+        .ok()?,
     );
     let build = || {
         let filter = tracing_subscriber::EnvFilter::try_from_env("CCPROXY_LOG")
