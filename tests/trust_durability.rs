@@ -263,3 +263,159 @@ async fn an_engine_killed_with_sigkill_loses_nothing_with_spool_first() {
     assert!(answered >= 1500);
     assert_eq!(lost, 0, "spool-first lost answered requests");
 }
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn proxy_auth_closes_both_listeners_and_run_carries_the_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let provider = common::engine::Provider::start();
+    let home = TestHome::new(&Setup::gateway(&provider.url(), Some(&provider.ca_file)));
+    let yaml = std::fs::read_to_string(home.file("ccproxy.yaml")).expect("yaml");
+    let yaml = yaml.replacen("  mitm:\n", "  mitm:\n    proxy_auth: true\n", 1);
+    std::fs::write(home.file("ccproxy.yaml"), yaml).expect("yaml");
+    home.start(&["start", "--mitm", "-d"]);
+    let token_file = home.file("proxy.token");
+    let token = std::fs::read_to_string(&token_file)
+        .expect("token")
+        .trim()
+        .to_string();
+    assert!(token.len() >= 32);
+    let mode = std::fs::metadata(&token_file)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut feed = common::engine::Subscriber::connect(&home);
+
+    // Without the token: 407 from the forward listener, 401 from the reverse one.
+    let forward = format!("http://127.0.0.1:{}", home.forward);
+    let code = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--noproxy",
+                "",
+            ])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(code(&["-x", &forward, "http://127.0.0.2:9/x"]), "407");
+    let wrong = format!("http://ccproxy:wrong@127.0.0.1:{}", home.forward);
+    assert_eq!(code(&["-x", &wrong, "http://127.0.0.2:9/x"]), "407");
+    let reverse = format!("http://127.0.0.1:{}", home.reverse);
+    assert_eq!(
+        code(&[&format!("{reverse}/v1/messages"), "-d", "{}"]),
+        "401"
+    );
+
+    // Through `ccproxy run`: curl via the forward listener (CONNECT + Proxy-Authorization)…
+    let url = format!("{}/v1/messages", provider.url());
+    let out = home.run(&[
+        "run",
+        "--",
+        "curl",
+        "-sS",
+        "--fail",
+        "-d",
+        "{\"hi\":1}",
+        &url,
+    ]);
+    assert!(out.status.success(), "curl: {}", text(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(body["path"], "/v1/messages");
+    // …curl at the base URL (reverse → gateway → forward → provider)…
+    let out = home.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "curl -sS --fail -d '{\"via\":\"base\"}' \"$ANTHROPIC_BASE_URL/v1/messages\"",
+    ]);
+    assert!(out.status.success(), "base url: {}", text(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(body["path"], "/v1/messages", "the token reached upstream");
+    // …and python's urllib via the proxy.
+    let script = format!(
+        "import urllib.request,sys; r=urllib.request.urlopen('{}/py'); sys.stdout.write(r.read().decode())",
+        provider.url()
+    );
+    let out = home.run(&["run", "--", "python3", "-c", &script]);
+    assert!(out.status.success(), "python: {}", text(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(body["path"], "/py");
+
+    // Four flows (curl, reverse leg, its forward leg, python); the token in none.
+    let flows = feed.completed(4);
+    for f in &flows {
+        let s = f.to_string();
+        assert!(!s.contains(&token), "token captured: {s}");
+        assert_eq!(f["status_code"], 200, "{s}");
+    }
+    let paths: Vec<&str> = flows.iter().filter_map(|f| f["path"].as_str()).collect();
+    assert!(
+        paths.contains(&"/py") && paths.contains(&"/v1/messages"),
+        "{paths:?}"
+    );
+    let log = std::fs::read_to_string(home.file("ccproxy.log")).unwrap_or_default();
+    assert!(!log.contains(&token), "token in the log");
+}
+
+#[test]
+fn a_new_home_its_log_and_spool_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("tmp");
+    let dir = parent.path().join("fresh-home");
+    let forward = common::engine::free_port();
+    let out = std::process::Command::new(common::engine::bin())
+        .arg("--home")
+        .arg(&dir)
+        .args(["mitm", "start", "-d", "--port", &forward.to_string()])
+        .env("CCPROXY_DATABASE_URL", common::engine::UNREACHABLE_DB)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("start");
+    assert!(out.status.success(), "{}", text(&out));
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    // One request so the spool gets a segment.
+    let ok = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--noproxy", "", "-x"])
+        .arg(format!("http://127.0.0.1:{forward}"))
+        .arg("http://127.0.0.1:1/")
+        .status()
+        .expect("curl");
+    assert!(ok.code().is_some());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ccproxy::store::spool::list_segments(&dir.join("spool")).map_or(true, |s| s.is_empty()) {
+        assert!(Instant::now() < deadline, "nothing spooled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = std::process::Command::new(common::engine::bin())
+        .arg("--home")
+        .arg(&dir)
+        .arg("stop")
+        .output()
+        .expect("stop");
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("ccproxy.log")), 0o600);
+    assert_eq!(mode(&dir.join("spool")), 0o700);
+    for (_, seg) in ccproxy::store::spool::list_segments(&dir.join("spool")).expect("list") {
+        assert_eq!(mode(&seg), 0o600, "{}", seg.display());
+    }
+    assert_eq!(mode(&dir.join("ca/ca-key.pem")), 0o600);
+}
