@@ -27,8 +27,6 @@ use super::body::ProxyBody;
 pub const TOKEN_FILE: &str = "proxy.token";
 /// The header a base-URL client may carry the token in instead of the path.
 pub const TOKEN_HEADER: &str = "x-ccproxy-token";
-/// The user name `ccproxy run` puts in the proxy URL (any name is accepted).
-pub const PROXY_USER: &str = "ccproxy";
 
 /// Read the token, making it (0600, never through a symlink) on first use.
 pub fn load_or_create(path: &Path) -> io::Result<String> {

@@ -13,7 +13,6 @@ pub mod body;
 pub mod ca;
 pub mod connect;
 pub mod exchange;
-pub mod flowlog;
 pub mod forward;
 pub mod head;
 pub mod record;
@@ -37,7 +36,6 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::flow::FlowHub;
 
-pub use flowlog::spawn_flow_log;
 pub use upstream::Timeouts;
 
 use exchange::Conn;
@@ -104,7 +102,7 @@ impl ProxyState {
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let client = upstream::build_client(&config.mitm, timeouts)?;
         let token = if config.mitm.proxy_auth {
-            let path = config.home_path(auth::TOKEN_FILE);
+            let path = crate::home::Home::new(&config).proxy_token();
             Some(auth::load_or_create(&path).map_err(|source| ProxyError::Token { path, source })?)
         } else {
             None
