@@ -49,6 +49,8 @@ pub struct Config {
 }
 
 /// `ccproxy.mitm` exactly as in the seed, plus the extras of DESIGN.md.
+// One field per YAML key: the bools are independent switches.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MitmConfig {
     pub enabled: bool,
@@ -72,6 +74,22 @@ pub struct MitmConfig {
     pub retention: Option<Duration>,
     pub upstream_ca: Option<PathBuf>,
     pub ssl_insecure: bool,
+    /// `durability`: when a completed flow counts as stored (default `batch`).
+    pub durability: Durability,
+    /// `proxy_auth`: both listeners require the token in `<home>/proxy.token`.
+    pub proxy_auth: bool,
+}
+
+/// `ccproxy.mitm.durability`: what an engine killed with SIGKILL can lose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Rows wait in memory for at most one batch (100 ms or 1,000 rows).
+    #[default]
+    Batch,
+    /// Every completed flow is fsync'd to the spool before the client gets
+    /// the end of its response; the writer replays the spool.
+    SpoolFirst,
 }
 
 /// `ccproxy.litellm`: the gateway child process.
@@ -119,6 +137,8 @@ impl Default for MitmConfig {
             retention: None,
             upstream_ca: None,
             ssl_insecure: false,
+            durability: Durability::Batch,
+            proxy_auth: false,
         }
     }
 }
@@ -285,6 +305,8 @@ impl Config {
             retention: m.retention.map(|r| r.0),
             upstream_ca: m.upstream_ca.map(resolve),
             ssl_insecure: m.ssl_insecure.unwrap_or(false),
+            durability: m.durability.unwrap_or_default(),
+            proxy_auth: m.proxy_auth.unwrap_or(false),
         };
         let defaults = ListenConfig::default();
         Self {
@@ -432,6 +454,8 @@ struct FileMitm {
     retention: Option<DurationValue>,
     upstream_ca: Option<PathBuf>,
     ssl_insecure: Option<bool>,
+    durability: Option<Durability>,
+    proxy_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

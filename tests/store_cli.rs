@@ -111,13 +111,19 @@ fn a_home_the_server_user_cannot_enter_gets_a_keyed_cluster_elsewhere() {
         .expect("tempdir");
     let _stop = StopOnDrop(home.path());
     let status = ok(&ccproxy(home.path(), &["db", "status"]));
+    // Under root's own 0711 directory, so no other user can plant a symlink there.
     assert!(
-        status.contains("managed cluster in /var/tmp/ccproxy-pg-"),
+        status.contains("managed cluster in /var/lib/ccproxy/pg-"),
         "{status}"
     );
     assert!(status.contains("cannot enter"), "{status}");
     let url = ok(&ccproxy(home.path(), &["db", "url"])).trim().to_string();
-    assert!(url.contains("host=/var/tmp/ccproxy-pg-"), "{url}");
+    assert!(url.contains("host=/var/lib/ccproxy/pg-"), "{url}");
+    let parent = std::fs::symlink_metadata("/var/lib/ccproxy").expect("parent");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&parent.permissions()) & 0o777,
+        0o711
+    );
     let again = managed::locate(home.path()).expect("locate");
     assert!(url.contains(&again.cluster_dir.display().to_string()));
     psql(&url, "SELECT 1");

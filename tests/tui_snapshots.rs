@@ -161,6 +161,7 @@ fn status() -> EngineStatus {
             replayed: 0,
             dropped: 0,
             last_error: None,
+            ..StoreStats::default()
         },
         flows: HubSnapshot::default(),
     }

@@ -146,9 +146,21 @@ fn human_status(cfg: &Config, st: &EngineStatus) -> String {
         "          written {} · queued {} · spooled {} ({} B held) · replayed {} · dropped {}",
         s.written, s.queued, s.spooled, s.spool_bytes, s.replayed, s.dropped
     ));
+    if s.restarts > 0 {
+        out.push(format!(
+            "          managed database restarted {} time(s)",
+            s.restarts
+        ));
+    }
     if let Some(e) = &s.last_error {
         out.push(format!(
             "          last error: {}",
+            crate::capture::sanitize::sanitize(e)
+        ));
+    }
+    if let Some(e) = &s.spool_error {
+        out.push(format!(
+            "          spool error: {}",
             crate::capture::sanitize::sanitize(e)
         ));
     }

@@ -122,8 +122,7 @@ impl Engine {
     pub async fn start(cfg: Arc<Config>, mode: Mode) -> Result<Self, EngineError> {
         let io = |what: String| move |source| EngineError::Io { what, source };
         let home = Home::new(&cfg);
-        std::fs::create_dir_all(home.root())
-            .map_err(io(format!("cannot create {}", home.root().display())))?;
+        create_home(home.root()).map_err(io(format!("cannot create {}", home.root().display())))?;
         let pid = std::process::id();
         let lock = home.engine_lock();
         let gateway_command = match mode {
@@ -351,6 +350,38 @@ impl Engine {
     }
 }
 
+/// Create `<home>` private (0700, with any missing parent); an existing home
+/// that others can read or enter gets one warning (its mode is the user's choice).
+pub fn create_home(home: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)?;
+    let mode = std::fs::metadata(home)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                home = %home.display(),
+                mode = format!("{mode:o}"),
+                "the ccproxy home is readable by other users, and it holds captured traffic: chmod 700 it"
+            );
+        });
+    }
+    Ok(())
+}
+
+/// The `proxy_auth` token, when it is on and the engine made it.
+pub fn proxy_token(cfg: &Config) -> Option<String> {
+    if !cfg.mitm.proxy_auth {
+        return None;
+    }
+    proxy::auth::read_token(&Home::new(cfg).proxy_token())
+        .ok()
+        .flatten()
+}
+
 /// The gateway behind the reverse listener: a free port, the LiteLLM config,
 /// the configured environment, and the proxy and CA variables that make its
 /// provider calls go through the forward listener.
@@ -363,7 +394,11 @@ fn gateway_launch(
 ) -> std::io::Result<Launch> {
     let port = gateway::free_port("127.0.0.1")?;
     let mut env = gateway::configured_env(&cfg.gateway.environment);
-    env.extend(home::routing_env(forward, ca));
+    let mut routing = home::routing_env(forward, ca);
+    if let Some(token) = proxy_token(cfg) {
+        home::add_proxy_token(&mut routing, &token);
+    }
+    env.extend(routing);
     // An inherited NO_PROXY could let provider calls bypass capture; keep it
     // only when the user put it in ccproxy.litellm.environment.
     let env_remove = ["NO_PROXY", "no_proxy"]

@@ -51,13 +51,25 @@ pub fn to_json(har: &har::Har) -> Result<String, HarError> {
     Ok(har::to_json(har)?)
 }
 
-/// Serialise `har` as pretty JSON into the file at `path`.
+/// Serialise `har` as pretty JSON into the file at `path`, created 0600
+/// (exports hold captured traffic: private, like everything in `<home>`).
 pub fn write_har(har: &har::Har, path: &Path) -> Result<(), HarError> {
+    use std::io::Write as _;
     let json = to_json(har)?;
-    std::fs::write(path, json).map_err(|source| HarError::Write {
+    let write_err = |source| HarError::Write {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(path)
+    .map_err(write_err)?;
+    f.write_all(json.as_bytes()).map_err(write_err)
 }
 
 fn entry(f: &Flow) -> v1_2::Entries {

@@ -8,6 +8,7 @@
 //!                              bodies teed (body.rs) into a Record (record.rs) ─▶ FlowHub
 //! ```
 
+pub mod auth;
 pub mod body;
 pub mod ca;
 pub mod connect;
@@ -54,6 +55,12 @@ pub enum ProxyError {
     /// Certificate authority or TLS setup failed.
     #[error("{0}")]
     Tls(String),
+    /// `proxy_auth` is on and the token file cannot be made or read.
+    #[error("proxy token {path}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where the reverse listener sends origin-form requests.
@@ -77,6 +84,8 @@ pub struct ProxyState {
     pub timeouts: Timeouts,
     /// What is redacted in every captured flow (`redact_headers`, `redact_query`).
     pub redactor: Arc<crate::capture::redact::Redactor>,
+    /// `proxy_auth`: the token every client must present (see [`auth`]).
+    pub token: Option<String>,
 }
 
 impl ProxyState {
@@ -98,6 +107,12 @@ impl ProxyState {
             &config.mitm.redact_headers,
             &config.mitm.redact_query,
         ));
+        let token = if config.mitm.proxy_auth {
+            let path = crate::home::Home::new(&config).proxy_token();
+            Some(auth::load_or_create(&path).map_err(|source| ProxyError::Token { path, source })?)
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
             config,
             hub,
@@ -105,6 +120,7 @@ impl ProxyState {
             client,
             timeouts,
             redactor,
+            token,
         }))
     }
 }

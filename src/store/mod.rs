@@ -189,6 +189,12 @@ pub struct StoreStats {
     pub dropped: u64,
     /// Last error, if any.
     pub last_error: Option<String>,
+    /// Last spool error (cannot write, full, a damaged segment), kept apart from `last_error`.
+    #[serde(default)]
+    pub spool_error: Option<String>,
+    /// Times the managed database was found dead and restarted.
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// The storage subsystem of a running engine.
@@ -204,6 +210,10 @@ pub struct Store {
     overflow: Option<JoinHandle<()>>,
     retention: Option<JoinHandle<()>>,
     managed: Option<managed::Managed>,
+    /// The managed server's supervisor and the home it watches.
+    supervisor: Option<(JoinHandle<()>, std::path::PathBuf)>,
+    /// `durability: spool-first`: the journal and its thread.
+    journal: Option<(Arc<writer::Journal>, std::thread::JoinHandle<()>)>,
 }
 
 /// Memory-only mode: flows are shown, not stored.
@@ -278,6 +288,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(cfg.mitm.buffer_size.max(1));
         let (otx, orx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(None);
+        let stop_rx_for_supervisor = stop_rx.clone();
         let (stop_overflow, overflow_rx) = watch::channel(None);
         let w = Writer::new(
             url.clone(),
@@ -300,13 +311,47 @@ impl Store {
             .retention
             .map(|age| tokio::spawn(retention_task(url.clone(), age, stop_rx)));
         let queue = Some(tx.downgrade());
-        let sink: Arc<dyn FlowSink> = Arc::new(StoreSink {
+        let supervisor = (source == "managed").then(|| {
+            let sh = Arc::clone(&shared);
+            let report = move |ev: managed::Supervision| {
+                if let managed::Supervision::Restarted { .. } = ev {
+                    sh.restarts.fetch_add(1, Ordering::Relaxed);
+                    sh.wake.notify_one();
+                }
+            };
+            let home = cfg.home.clone();
+            let task = managed::supervise(
+                home.clone(),
+                managed::Tuning::Durable,
+                stop_rx_for_supervisor,
+                report,
+            );
+            (tokio::spawn(task), home)
+        });
+        let batch_sink = StoreSink {
             tx,
             overflow: otx,
             shared: Arc::clone(&shared),
-            spool,
+            spool: Arc::clone(&spool),
             max_bytes: cfg.mitm.spool_max_bytes,
-        });
+        };
+        let (sink, journal): (Arc<dyn FlowSink>, _) = match cfg.mitm.durability {
+            crate::config::Durability::Batch => (Arc::new(batch_sink), None),
+            crate::config::Durability::SpoolFirst => {
+                let (journal, thread) =
+                    writer::Journal::start(Arc::clone(&shared), Arc::clone(&spool)).map_err(
+                        |source| StoreError::Spool {
+                            path: spool_dir.clone(),
+                            source,
+                        },
+                    )?;
+                let sink = writer::JournalSink {
+                    journal: Arc::clone(&journal),
+                    fallback: batch_sink,
+                };
+                (Arc::new(sink), Some((journal, thread)))
+            }
+        };
         Ok(Store {
             shared,
             sink,
@@ -319,6 +364,8 @@ impl Store {
             overflow: Some(overflow),
             retention,
             managed,
+            supervisor,
+            journal,
         })
     }
 
@@ -345,6 +392,8 @@ impl Store {
             overflow: None,
             retention: None,
             managed: None,
+            supervisor: None,
+            journal: None,
         }
     }
 
@@ -377,6 +426,8 @@ impl Store {
             replayed: sh.replayed.load(Ordering::Relaxed),
             dropped: sh.dropped.load(Ordering::Relaxed),
             last_error: sh.last_error.lock().ok().and_then(|e| e.clone()),
+            spool_error: sh.spool_error.lock().ok().and_then(|e| e.clone()),
+            restarts: sh.restarts.load(Ordering::Relaxed),
         }
     }
 
@@ -386,7 +437,12 @@ impl Store {
     pub async fn shutdown(mut self, deadline: Duration) {
         let until = std::time::Instant::now() + deadline;
         let end = tokio::time::Instant::from_std(until) + Duration::from_secs(2);
-        // Overflow first, so the writer's final replay sees everything.
+        // The journal first: what it holds goes to the spool.
+        if let Some((journal, thread)) = self.journal.take() {
+            journal.close();
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        // Overflow next, so the writer's final replay sees everything.
         let _ = self.stop_overflow.send(Some(until));
         if let Some(h) = self.overflow.take() {
             let _ = tokio::time::timeout_at(end, h).await;
@@ -400,7 +456,26 @@ impl Store {
         if let Some(h) = self.retention.take() {
             h.abort();
         }
-        if let Some(m) = self.managed.take().filter(|m| m.started_by_us) {
+        // The supervisor saw the stop signal; let a restart in progress finish.
+        let mut restarted_home = None;
+        if let Some((h, home)) = self.supervisor.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(70), h).await;
+            if self.shared.restarts.load(Ordering::Relaxed) > 0 {
+                restarted_home = Some(home);
+            }
+        }
+        if let (None, Some(home)) = (&self.managed, restarted_home.clone()) {
+            // Started by the supervisor only: ours to stop.
+            let stopped = tokio::task::spawn_blocking(move || managed::stop_home(&home)).await;
+            if let Ok(Err(e)) = stopped {
+                tracing::error!("{e}");
+            }
+        }
+        if let Some(m) = self
+            .managed
+            .take()
+            .filter(|m| m.started_by_us || restarted_home.is_some())
+        {
             let dir = m.cluster_dir.clone();
             let stopped = tokio::task::spawn_blocking(move || managed::stop_managed(&m)).await;
             if let Ok(Err(e)) = stopped {

@@ -247,8 +247,19 @@ fn perform(effect: Effect, outside: &Outside, tx: mpsc::Sender<Event>) {
             spawn(async move {
                 let path = dir.join(&name);
                 let result = async {
-                    tokio::fs::create_dir_all(&dir).await?;
-                    tokio::fs::write(&path, &bytes).await
+                    tokio::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .await?;
+                    let mut f = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .await?;
+                    tokio::io::AsyncWriteExt::write_all(&mut f, &bytes).await
                 }
                 .await;
                 let text = match result {
