@@ -160,6 +160,7 @@ fn status() -> EngineStatus {
             replayed: 0,
             dropped: 0,
             last_error: None,
+            ..StoreStats::default()
         },
         flows: HubSnapshot::default(),
     }

@@ -56,6 +56,8 @@ pub const COLUMNS: &[(&str, Type)] = &[
     ("model", Type::TEXT),
     ("input_tokens", Type::INT4),
     ("output_tokens", Type::INT4),
+    ("capture_host", Type::TEXT),
+    ("capture_user", Type::TEXT),
 ];
 
 /// The SQL type name of a column type (for staging DDL and fix-it messages).
@@ -196,6 +198,7 @@ pub struct RowValues<'a> {
     model: Option<String>,
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
+    identity: std::sync::Arc<super::identity::Identity>,
 }
 
 impl<'a> RowValues<'a> {
@@ -234,11 +237,12 @@ impl<'a> RowValues<'a> {
             model: request_model(f),
             input_tokens: usage.input,
             output_tokens: usage.output,
+            identity: super::identity::current(),
         }
     }
 
     /// The values in [`COLUMNS`] order.
-    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 31] {
+    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 33] {
         [
             &self.trace_id,
             &self.method,
@@ -271,6 +275,8 @@ impl<'a> RowValues<'a> {
             &self.model,
             &self.input_tokens,
             &self.output_tokens,
+            &self.identity.host,
+            &self.identity.user,
         ]
     }
 }

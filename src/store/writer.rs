@@ -1,7 +1,7 @@
 //! The batch writer: completed flows arrive on a bounded queue, leave in
 //! batches (every 100 ms or [`BATCH_ROWS`] rows) by binary COPY into a
 //! session-local staging table followed by
-//! `INSERT … SELECT … ON CONFLICT (trace_id) DO NOTHING`, so a batch that is
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING` (the key is `trace_id`, with `start_time` once partitioned), so a batch that is
 //! written twice (a replay after an unacknowledged commit) never duplicates.
 //!
 //! The proxy never waits: [`StoreSink::submit`] only `try_send`s; a full queue
@@ -46,6 +46,8 @@ pub struct Shared {
     pub overflow_pending: AtomicU64,
     state: AtomicU8,
     pub last_error: Mutex<Option<String>>,
+    /// The server of the last session and whether it is encrypted.
+    pub security: Mutex<Option<super::connect::Security>>,
 }
 
 impl Shared {
@@ -348,7 +350,7 @@ impl Writer {
             return;
         }
         let attempt = async {
-            let mut client = super::connect(&self.url).await?;
+            let mut client = super::connect_recorded(&self.url, &self.shared).await?;
             migrate::migrate(&mut client).await?;
             prepare(client).await
         };
@@ -584,7 +586,7 @@ async fn prepare(client: Client) -> Result<Session, StoreError> {
     let insert = client
         .prepare(&format!(
             "INSERT INTO {TABLE} ({cols}) SELECT {cols} FROM ccproxy_staging \
-             ON CONFLICT (trace_id) DO NOTHING"
+             ON CONFLICT DO NOTHING"
         ))
         .await?;
     Ok(Session { client, insert })
