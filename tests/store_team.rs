@@ -491,17 +491,17 @@ async fn retention_drops_whole_days_and_deletes_only_in_the_boundary_day() {
     assert_eq!(in_default, 0);
     let want: i64 = flows
         .iter()
-        .filter(|f| f.start_time >= now - chrono::Duration::hours(60))
+        .filter(|f| f.start_time >= now - chrono::Duration::hours(62))
         .count() as i64;
     let before_parts = partition::list(&c).await.expect("list").len();
-    let pruned = store::prune(&c, Duration::from_secs(60 * 3600))
+    let pruned = store::prune(&c, Duration::from_secs(62 * 3600))
         .await
         .expect("prune");
     assert_eq!(pruned, 36 - want as u64);
     assert_eq!(count(&db.url).await, want);
     let after_parts = partition::list(&c).await.expect("list");
     assert!(after_parts.len() < before_parts, "whole days were dropped");
-    let cutoff_day = (now - chrono::Duration::hours(60)).date_naive();
+    let cutoff_day = (now - chrono::Duration::hours(62)).date_naive();
     assert!(after_parts
         .iter()
         .all(|p| p.day.is_none_or(|d| d >= cutoff_day)));

@@ -2,9 +2,10 @@
 //! `ccproxy.identity.host`) and `capture_user` (the OS user, or
 //! `ccproxy.identity.user`), so many machines can share one server.
 //!
-//! A flow that carries its own identity keeps it; every other row is
-//! recorded as the identity of the engine that writes it, set once at
-//! [`crate::store::Store::open`].
+//! [`init`] (called by [`crate::store::Store::open`]) stamps every flow
+//! created afterwards with it (`Flow::capture_host`/`capture_user`), so the
+//! spool keeps it and the filter's `~host` sees it; a flow without one (made
+//! before, or read from an old spool) is recorded as the engine's identity.
 
 use std::sync::{Arc, RwLock};
 
@@ -62,6 +63,7 @@ static CURRENT: RwLock<Option<Arc<Identity>>> = RwLock::new(None);
 /// Make `cfg`'s identity the one rows without their own are recorded as.
 pub fn init(cfg: &Config) -> Arc<Identity> {
     let id = Arc::new(Identity::from_config(cfg));
+    crate::flow::set_capture_identity(&id.host, &id.user);
     if let Ok(mut cur) = CURRENT.write() {
         *cur = Some(Arc::clone(&id));
     }

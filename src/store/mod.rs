@@ -588,7 +588,8 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
         let r = client
             .query_one(
                 &format!(
-                    "SELECT count(*), pg_size_pretty(pg_total_relation_size('{t}')) FROM {t}",
+                    "SELECT count(*), pg_size_pretty((SELECT sum(pg_total_relation_size(relid)) \
+                     FROM pg_partition_tree('{t}'))::bigint) FROM {t}",
                     t = row::TABLE
                 ),
                 &[],
@@ -598,6 +599,25 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
         let size: String = r.get(1);
         println!("rows:     {rows}");
         println!("size:     {size} (table, indexes and TOAST)");
+        let parts = partition::list(&client).await?;
+        let days: Vec<_> = parts.iter().filter_map(|p| p.day).collect();
+        match (days.first(), days.last()) {
+            (Some(a), Some(b)) => println!(
+                "partitions: {} daily ({a} … {b}){}",
+                days.len(),
+                if parts.len() > days.len() {
+                    " + default"
+                } else {
+                    ""
+                }
+            ),
+            _ => println!("partitions: none (run `ccproxy db migrate`)"),
+        }
+        if let Some((moved, total)) = partition::conversion_progress(&client).await? {
+            println!(
+                "conversion: {moved} of {total} rows moved into partitions;                  `ccproxy db migrate` (or the next engine start) continues it"
+            );
+        }
     }
     Ok(0)
 }

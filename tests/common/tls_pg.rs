@@ -75,11 +75,13 @@ pub async fn start() -> TlsPg {
     let c = ccproxy::store::connect(&admin).await.expect("admin");
     c.batch_execute(&format!(
         "CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}';
-         CREATE ROLE {CERT_USER} LOGIN;
-         CREATE DATABASE {DATABASE} OWNER {USER};"
+         CREATE ROLE {CERT_USER} LOGIN;"
     ))
     .await
     .expect("roles");
+    c.batch_execute(&format!("CREATE DATABASE {DATABASE} OWNER {USER}"))
+        .await
+        .expect("database");
     drop(c);
 
     let (ca_cert, ca_key) = ca("ccproxy test PostgreSQL CA");
