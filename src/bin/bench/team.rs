@@ -205,8 +205,8 @@ async fn prune(admin: &str) -> anyhow::Result<()> {
     // Partitioned: the same rows; retention drops the day's partition.
     let parted = super::store::fresh(admin, "bench_team_prune_parted").await?;
     let mut c = store::connect(&parted).await?;
+    partition::ensure_days(&mut c, day, day).await?;
     c.batch_execute(&fill("\"CCProxy_HttpTraces\"")).await?;
-    partition::maintain(&mut c).await?;
     c.batch_execute("CHECKPOINT").await?;
     let t = Instant::now();
     let dropped = partition::prune_before(&c, cutoff).await?;
