@@ -19,11 +19,11 @@ pub async fn db(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
         return status(cfg, &target).await;
     }
     let mut client = store::connect(&url).await.with_context(|| {
-            format!(
-                "cannot connect to {}; check that the server runs and the URL is right",
-                store::redact_url(&url)
-            )
-        })?;
+        format!(
+            "cannot connect to {}; check that the server runs and the URL is right",
+            store::redact_url(&url)
+        )
+    })?;
     match cmd {
         DbCommand::Migrate => {
             let n = migrate::migrate(&mut client).await?;
