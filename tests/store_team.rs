@@ -133,7 +133,7 @@ async fn verify_full_stores_over_tls_and_plain_or_wrong_ca_is_refused_with_the_f
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains(&format!("tls:      yes, TLSv1.3")), "{text}");
+    assert!(text.contains("tls:      yes, TLSv1.3"), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{}", pg.port)), "{text}");
     assert!(!text.contains(common::tls_pg::PASSWORD), "{text}");
 }
@@ -363,6 +363,7 @@ async fn fingerprint(c: &tokio_postgres::Client) -> (i64, i64, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::many_single_char_names)]
 async fn an_unpartitioned_table_with_rows_is_converted_in_place_resuming_after_an_interruption() {
     let db = fresh_db().await;
     let mut c = store::connect(&db.url).await.expect("connect");

@@ -358,11 +358,15 @@ fn pgpass_lookup(
             continue;
         }
         let fields = pgpass_fields(line);
-        let [h, p, d, u, pw] = fields.as_slice() else {
+        let [f_host, f_port, f_db, f_user, pw] = fields.as_slice() else {
             continue;
         };
-        let m = |pat: &str, v: &str| pat == "*" || pat == v;
-        if hosts.iter().any(|x| m(h, x)) && m(p, &port) && m(d, &db) && m(u, &user) {
+        let fits = |pat: &str, v: &str| pat == "*" || pat == v;
+        if hosts.iter().any(|x| fits(f_host, x))
+            && fits(f_port, &port)
+            && fits(f_db, &db)
+            && fits(f_user, &user)
+        {
             return Some((pw.clone(), file.to_path_buf()));
         }
     }

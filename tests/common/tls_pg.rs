@@ -12,6 +12,7 @@
 //! Made from the managed-cluster code ([`super::db::own_cluster`]) and
 //! stopped when dropped.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -117,12 +118,13 @@ pub async fn start() -> TlsPg {
     let data = &cluster.managed.data_dir;
     let conf = data.join("postgresql.conf");
     let mut text = std::fs::read_to_string(&conf).expect("conf");
-    text.push_str(&format!(
+    let _ = write!(
+        text,
         "\n# tests/common/tls_pg.rs\nlisten_addresses = '127.0.0.1'\nport = {port}\nssl = on\n\
          ssl_cert_file = '{d}/server.crt'\nssl_key_file = '{d}/server.key'\nssl_ca_file = '{d}/root.crt'\n\
          password_encryption = 'scram-sha-256'\n",
         d = dir.display()
-    ));
+    );
     std::fs::write(&conf, text).expect("conf");
     let hba = data.join("pg_hba.conf");
     std::fs::write(

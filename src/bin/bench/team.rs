@@ -165,7 +165,7 @@ async fn prune(admin: &str) -> anyhow::Result<()> {
     let lo = day.and_hms_opt(0, 0, 0).unwrap_or_default();
     let fill = |table: &str| {
         format!(
-            r#"INSERT INTO {table} (trace_id, method, url, host, path, status_code, start_time,
+            r"INSERT INTO {table} (trace_id, method, url, host, path, status_code, start_time,
                    duration_ms, traffic_type, is_https)
                SELECT 'p-' || g, 'POST', 'https://api.anthropic.com/v1/messages', 'api.anthropic.com',
                       '/v1/messages', 200, '{lo}'::timestamp + (g % 86400) * interval '1 second',
@@ -173,7 +173,7 @@ async fn prune(admin: &str) -> anyhow::Result<()> {
                FROM generate_series(1, {n}) g;
                INSERT INTO {table} (trace_id, method, url, host, path, start_time, traffic_type, is_https)
                SELECT 'keep-' || g, 'GET', 'https://example.com/', 'example.com', '/',
-                      now() AT TIME ZONE 'UTC', 'web', true FROM generate_series(1, 1000) g;"#
+                      now() AT TIME ZONE 'UTC', 'web', true FROM generate_series(1, 1000) g;"
         )
     };
     let cutoff = (day + chrono::Days::new(1))
