@@ -154,6 +154,9 @@ pub struct ExportArgs {
     /// Only flows newer than this, e.g. 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<std::time::Duration>,
+    /// Only flows captured on this machine (`capture_host`, case-insensitive).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 /// Flags of `ccproxy logs`.

@@ -46,6 +46,16 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Top-level `litellm`: where the reverse listener binds (port 4000).
     pub litellm: ListenConfig,
+    /// `ccproxy.identity`: who this machine's rows are recorded as.
+    pub identity: IdentityConfig,
+}
+
+/// `ccproxy.identity: {host, user}`: overrides for `capture_host` (default:
+/// the hostname) and `capture_user` (default: the OS user).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdentityConfig {
+    pub host: Option<String>,
+    pub user: Option<String>,
 }
 
 /// `ccproxy.mitm` exactly as in the seed, plus the extras of DESIGN.md.
@@ -268,6 +278,7 @@ impl Config {
         let m = ccp.mitm.unwrap_or_default();
         let gw = ccp.litellm.unwrap_or_default();
         let listen = file.litellm.unwrap_or_default();
+        let identity = ccp.identity.unwrap_or_default();
         let resolve = |p: PathBuf| if p.is_relative() { home.join(p) } else { p };
         let mitm = MitmConfig {
             enabled: m.enabled.unwrap_or(d.enabled),
@@ -320,6 +331,10 @@ impl Config {
             litellm: ListenConfig {
                 host: listen.host.unwrap_or(defaults.host),
                 port: listen.port.map_or(defaults.port, |p| p.0),
+            },
+            identity: IdentityConfig {
+                host: identity.host,
+                user: identity.user,
             },
             home,
             config_path,
@@ -432,6 +447,14 @@ struct FileCcproxy {
     mitm: Option<FileMitm>,
     upstream: Option<UrlValue>,
     litellm: Option<FileGateway>,
+    identity: Option<FileIdentity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    host: Option<String>,
+    user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,7 +1,8 @@
 //! The flow filter language, shared by the TUI's `/` bar and `export --filter`.
 //!
 //! mitmproxy-style: `~d host`, `~u url`, `~m method`, `~c code`, `~t content-type`,
-//! `~h header`, `~b body`, `~e` (error), `~type llm|mcp|web|other`; a bare word
+//! `~h header`, `~b body`, `~e` (error), `~type llm|mcp|web|other`, `~host`
+//! (the machine that captured it, `capture_host`); a bare word
 //! matches the URL. Combine with `!`, `&`, `|` and parentheses; two expressions
 //! side by side mean `&`. Regular expressions are case-insensitive.
 //!
@@ -48,6 +49,8 @@ enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
     Domain(Regex),
+    /// `~host`: the machine that captured it (`capture_host`).
+    CaptureHost(Regex),
     Url(Regex),
     Method(Regex),
     Code(u16),
@@ -97,6 +100,7 @@ impl Node {
             Self::And(all) => all.iter().all(|n| n.matches(flow)),
             Self::Or(any) => any.iter().any(|n| n.matches(flow)),
             Self::Domain(re) => re.is_match(&flow.host),
+            Self::CaptureHost(re) => flow.capture_host.as_deref().is_some_and(|h| re.is_match(h)),
             Self::Url(re) => re.is_match(&flow.url),
             Self::Method(re) => re.is_match(&flow.method),
             Self::Code(c) => flow.status_code == Some(*c),
@@ -397,6 +401,9 @@ impl Parser<'_> {
         match name.as_str() {
             "e" => Ok(Node::Error),
             "d" => Ok(Node::Domain(self.regex_arg("~d", "a host")?)),
+            "host" => Ok(Node::CaptureHost(
+                self.regex_arg("~host", "a machine name")?,
+            )),
             "u" => Ok(Node::Url(self.regex_arg("~u", "a URL")?)),
             "m" => Ok(Node::Method(self.regex_arg("~m", "a method")?)),
             "t" => Ok(Node::ContentType(self.regex_arg("~t", "a content type")?)),
@@ -540,6 +547,18 @@ fn regex_error(e: &regex::Error, pos: usize) -> FilterError {
 mod tests {
     use super::*;
     use crate::flow::{Direction, ErrorKind};
+
+    #[test]
+    fn host_matches_the_machine_that_captured_it() {
+        let mut f = Flow::new(Direction::Forward, "GET", "http://x/", "x", "/");
+        f.capture_host = Some("ana-laptop".into());
+        let m = |e: &str| parse(e).expect("parse").matches(&f);
+        assert!(m("~host ana"));
+        assert!(m("~host ^ANA-laptop$"));
+        assert!(!m("~host build-box"));
+        f.capture_host = None;
+        assert!(!parse("~host ana").expect("parse").matches(&f));
+    }
     use bytes::Bytes;
     use proptest::prelude::*;
 

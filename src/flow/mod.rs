@@ -181,11 +181,35 @@ pub struct Flow {
     pub traffic_type: TrafficType,
     /// From the `x-claude-code-session-id` request header; joins the two legs of one call.
     pub session_id: Option<String>,
+    /// Who captured it (`capture_host`, `capture_user`): the engine's
+    /// identity for live flows, the row's for stored ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_user: Option<String>,
+}
+
+/// The identity new flows are stamped with (set once by the store at start).
+static CAPTURE_IDENTITY: std::sync::RwLock<Option<(String, String)>> = std::sync::RwLock::new(None);
+
+/// Stamp flows created from now on with this `capture_host` / `capture_user`.
+pub fn set_capture_identity(host: &str, user: &str) {
+    if let Ok(mut id) = CAPTURE_IDENTITY.write() {
+        *id = Some((host.to_string(), user.to_string()));
+    }
+}
+
+fn capture_identity() -> (Option<String>, Option<String>) {
+    match CAPTURE_IDENTITY.read().ok().and_then(|id| id.clone()) {
+        Some((h, u)) => (Some(h), Some(u)),
+        None => (None, None),
+    }
 }
 
 impl Flow {
     /// A new in-flight flow with the request line filled in; everything else empty.
     pub fn new(direction: Direction, method: &str, url: &str, host: &str, path: &str) -> Self {
+        let (capture_host, capture_user) = capture_identity();
         Self {
             id: Uuid::now_v7(),
             direction,
@@ -215,6 +239,8 @@ impl Flow {
             error_type: None,
             traffic_type: TrafficType::Other,
             session_id: None,
+            capture_host,
+            capture_user,
         }
     }
 

@@ -9,11 +9,18 @@ use super::row::{sql_type, COLUMNS, TABLE};
 use super::StoreError;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        3,
+        "0003_team",
+        include_str!("../../migrations/0003_team.sql"),
+    ),
+];
 
 /// Key for `pg_advisory_xact_lock` ("ccproxy" in ASCII).
 const LOCK_KEY: i64 = 0x0063_6370_726f_7879;
@@ -23,7 +30,9 @@ pub fn latest_version() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
-/// Apply pending migrations, then check the table has every column the writer
+/// Apply pending migrations, partition the table by day (converting or
+/// finishing the conversion of an unpartitioned one, see
+/// [`super::partition`]), then check the table has every column the writer
 /// fills. Returns how many migrations were applied now.
 pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
     let mut applied = 0;
@@ -62,6 +71,7 @@ pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
         }
         tx.commit().await?;
     }
+    super::partition::ensure(client).await?;
     check_columns(client).await?;
     Ok(applied)
 }

@@ -27,7 +27,6 @@ impl Reader {
         use anyhow::Context as _;
         let client = super::connect(url)
             .await
-            .map_err(super::StoreError::Db)
             .with_context(|| format!("cannot read flows from {}", super::redact_url(url)))?;
         Ok(Self { client })
     }

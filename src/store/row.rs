@@ -56,6 +56,8 @@ pub const COLUMNS: &[(&str, Type)] = &[
     ("model", Type::TEXT),
     ("input_tokens", Type::INT4),
     ("output_tokens", Type::INT4),
+    ("capture_host", Type::TEXT),
+    ("capture_user", Type::TEXT),
 ];
 
 /// The SQL type name of a column type (for staging DDL and fix-it messages).
@@ -196,12 +198,22 @@ pub struct RowValues<'a> {
     model: Option<String>,
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
+    capture_host: Cow<'a, str>,
+    capture_user: Cow<'a, str>,
 }
 
 impl<'a> RowValues<'a> {
     /// Borrow a flow as row values.
     pub fn new(f: &'a Flow) -> Self {
         let usage = response_usage(f);
+        let capture_host = match f.capture_host.as_deref() {
+            Some(h) => pg_text(h),
+            None => Cow::Owned(super::identity::current().host.clone()),
+        };
+        let capture_user = match f.capture_user.as_deref() {
+            Some(u) => pg_text(u),
+            None => Cow::Owned(super::identity::current().user.clone()),
+        };
         Self {
             trace_id: f.id.to_string(),
             method: pg_text(&f.method),
@@ -234,11 +246,13 @@ impl<'a> RowValues<'a> {
             model: request_model(f),
             input_tokens: usage.input,
             output_tokens: usage.output,
+            capture_host,
+            capture_user,
         }
     }
 
     /// The values in [`COLUMNS`] order.
-    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 31] {
+    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 33] {
         [
             &self.trace_id,
             &self.method,
@@ -271,6 +285,8 @@ impl<'a> RowValues<'a> {
             &self.model,
             &self.input_tokens,
             &self.output_tokens,
+            &self.capture_host,
+            &self.capture_user,
         ]
     }
 }
@@ -425,6 +441,8 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
         _ => Direction::Forward,
     };
     Ok(Flow {
+        capture_host: row.try_get("capture_host")?,
+        capture_user: row.try_get("capture_user")?,
         id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
         direction,
         method: row.try_get("method")?,

@@ -1,7 +1,7 @@
 //! The batch writer: completed flows arrive on a bounded queue, leave in
 //! batches (every 100 ms or [`BATCH_ROWS`] rows) by binary COPY into a
 //! session-local staging table followed by
-//! `INSERT … SELECT … ON CONFLICT (trace_id) DO NOTHING`, so a batch that is
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING` (the key is `trace_id`, with `start_time` once partitioned), so a batch that is
 //! written twice (a replay after an unacknowledged commit) never duplicates.
 //!
 //! The proxy never waits: [`StoreSink::submit`] only `try_send`s; a full queue
@@ -57,6 +57,8 @@ pub struct Shared {
     pub unsettled: AtomicU64,
     /// Wakes the writer (a restarted database, or rows in the spool to replay).
     pub wake: tokio::sync::Notify,
+    /// The server of the last session and whether it is encrypted.
+    pub security: Mutex<Option<super::connect::Security>>,
 }
 
 impl Shared {
@@ -515,7 +517,7 @@ impl Writer {
             return;
         }
         let attempt = async {
-            let mut client = super::connect(&self.url).await?;
+            let mut client = super::connect_recorded(&self.url, &self.shared).await?;
             migrate::migrate(&mut client).await?;
             prepare(client).await
         };
@@ -755,7 +757,7 @@ async fn prepare(client: Client) -> Result<Session, StoreError> {
     let insert = client
         .prepare(&format!(
             "INSERT INTO {TABLE} ({cols}) SELECT {cols} FROM ccproxy_staging \
-             ON CONFLICT (trace_id) DO NOTHING"
+             ON CONFLICT DO NOTHING"
         ))
         .await?;
     Ok(Session { client, insert })

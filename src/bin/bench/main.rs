@@ -1,8 +1,9 @@
-//! `ccproxy-bench [proxy|store|tui|all]`: side-by-side figures and ratios
+//! `ccproxy-bench [proxy|store|team|tui|all]`: side-by-side figures and ratios
 //! (never asserted as timings in tests). See README.md "Benchmark".
 
 mod proxy;
 mod store;
+mod team;
 mod tui;
 
 fn main() {
@@ -22,12 +23,15 @@ fn main() {
             "proxy" => proxy::run().await,
             "store" => store::run().await,
             "tui" => tui::run().await,
+            "team" => team::run().await,
             "all" => {
                 proxy::run().await?;
                 store::run().await?;
                 tui::run().await
             }
-            other => anyhow::bail!("unknown benchmark `{other}`: use proxy, store, tui or all"),
+            other => {
+                anyhow::bail!("unknown benchmark `{other}`: use proxy, store, team, tui or all")
+            }
         }
     });
     if let Err(e) = result {
