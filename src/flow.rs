@@ -301,6 +301,22 @@ pub struct FlowHub {
     live: broadcast::Sender<Arc<FlowEvent>>,
     sink: Arc<RwLock<Option<Arc<dyn FlowSink>>>>,
     counters: Arc<HubCounters>,
+    /// Subscribers that never look at live body chunks (the flow log).
+    quiet: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A viewer that wants whole flows only, never live body chunks: while only
+/// such viewers are subscribed, the hub publishes no chunk events.
+pub struct QuietReceiver {
+    /// The events (chunks may still appear while a live viewer is subscribed).
+    pub rx: broadcast::Receiver<Arc<FlowEvent>>,
+    quiet: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for QuietReceiver {
+    fn drop(&mut self) {
+        self.quiet.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for FlowHub {
@@ -319,6 +335,7 @@ impl FlowHub {
             live,
             sink: Arc::new(RwLock::new(None)),
             counters: Arc::new(HubCounters::default()),
+            quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -334,6 +351,20 @@ impl FlowHub {
         self.live.subscribe()
     }
 
+    /// A viewer of whole flows that does not want live body chunks.
+    pub fn subscribe_quiet(&self) -> QuietReceiver {
+        self.quiet.fetch_add(1, Ordering::Relaxed);
+        QuietReceiver {
+            rx: self.live.subscribe(),
+            quiet: Arc::clone(&self.quiet),
+        }
+    }
+
+    /// True when some subscriber may want live body chunks.
+    pub fn wants_chunks(&self) -> bool {
+        self.live.receiver_count() > self.quiet.load(Ordering::Relaxed)
+    }
+
     /// Request head seen.
     pub fn started(&self, flow: Arc<Flow>) {
         self.counters.started.fetch_add(1, Ordering::Relaxed);
@@ -345,9 +376,9 @@ impl FlowHub {
         self.broadcast(FlowEvent::Responded { flow });
     }
 
-    /// A live slice of a response body; skipped entirely when nobody watches.
+    /// A live slice of a response body; skipped entirely when nobody watches live.
     pub fn response_chunk(&self, id: Uuid, data: Bytes) {
-        if self.live.receiver_count() > 0 {
+        if self.wants_chunks() {
             self.broadcast(FlowEvent::ResponseChunk { id, data });
         }
     }
@@ -447,6 +478,29 @@ mod tests {
         assert_eq!(sink.0.lock().expect("lock").len(), 1);
         let s = hub.snapshot();
         assert_eq!((s.started, s.completed, s.web, s.in_flight), (1, 1, 1, 0));
+    }
+
+    #[tokio::test]
+    async fn chunks_only_while_a_live_viewer_listens() {
+        let hub = FlowHub::new(16);
+        let mut quiet = hub.subscribe_quiet();
+        assert!(!hub.wants_chunks());
+        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"x"));
+        let mut live = hub.subscribe();
+        assert!(hub.wants_chunks());
+        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"y"));
+        assert!(matches!(
+            &*live.recv().await.expect("chunk"),
+            FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
+        ));
+        drop(live);
+        assert!(!hub.wants_chunks());
+        // The quiet viewer got the chunk sent while a live one listened, not the first.
+        assert!(matches!(
+            &*quiet.rx.try_recv().expect("chunk"),
+            FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
+        ));
+        assert!(quiet.rx.try_recv().is_err());
     }
 
     #[test]
