@@ -228,12 +228,15 @@ where
 }
 
 /// True when a body error is the peer sending bytes that are not HTTP
-/// (hyper's chunked decoder reports `InvalidData`).
+/// (hyper's chunked decoder reports `InvalidInput`).
 fn is_malformed(e: &(dyn StdError + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) {
                 return true;
             }
             if let Some(inner) = io.get_ref() {

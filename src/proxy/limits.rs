@@ -285,9 +285,10 @@ mod tests {
         head.state().mark_head();
         let idle = reg.admit();
         assert_eq!(reg.len(), 3);
-        let _new = reg.admit();
+        let new = reg.admit();
         assert!(idle.state().evict.is_cancelled(), "idle goes first");
         assert!(!head.state().evict.is_cancelled());
+        let _also_busy = new.state().begin();
         let _newer = reg.admit();
         assert!(head.state().evict.is_cancelled(), "then the stalled head");
         assert!(!busy.state().evict.is_cancelled(), "busy never");
