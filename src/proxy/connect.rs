@@ -18,9 +18,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::body::ProxyBody;
-use super::exchange::{
-    bad_request, checked_port, is_own_address, local_response, normal_host, Conn,
-};
+use super::exchange::{bad_request, checked_port, is_own_address, local_response, Conn};
 use super::upstream::{classify_error, error_chain};
 use super::ProxyState;
 use crate::capture::classify::is_excluded;
@@ -212,9 +210,9 @@ where
     Ok(())
 }
 
-/// The host of an authority, normalised (see [`normal_host`]).
+/// The host of an authority, normalised ([`crate::capture::host::normalize`]).
 pub fn bare_host(authority: &Authority) -> String {
-    normal_host(authority.host())
+    crate::capture::host::normalize(authority.host())
 }
 
 /// An I/O stream that first replays bytes already read from it.

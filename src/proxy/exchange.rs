@@ -67,7 +67,7 @@ pub async fn proxy(
         return *resp;
     }
     let (mut parts, body) = req.into_parts();
-    let host = normal_host(target.host().unwrap_or_default());
+    let host = crate::capture::host::normalize(target.host().unwrap_or_default());
     let path = target
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)
@@ -164,15 +164,6 @@ pub async fn proxy(
     Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 
-/// A host as flows, exclusions and classification compare it: lowercase,
-/// without IPv6 brackets or a trailing dot.
-pub fn normal_host(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
-}
-
 /// The port of an authority as written, checked: `Err` for 0, over 65535 or
 /// not a number (`http::Uri` keeps such a port but yields none, and the
 /// connector would quietly use 80).
@@ -248,7 +239,7 @@ pub fn is_own_address(listener: &Listener, host: &str, port: u16) -> bool {
     if port != listener.addr.port() {
         return false;
     }
-    let host = normal_host(host);
+    let host = crate::capture::host::normalize(host);
     if host == "localhost" || host.ends_with(".localhost") {
         return true;
     }

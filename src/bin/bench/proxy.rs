@@ -635,7 +635,7 @@ async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
             .status()
             .and_then(|s| s.forward)
             .context("the engine reports no forward listener")?;
-        let log = ccproxy::proxy::spawn_flow_log(&engine.hub, engine.shutdown_token());
+        let log = ccproxy::cmd::flowlog::spawn(&engine.hub, engine.shutdown_token());
         println!("LISTEN {addr}");
         while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
         engine.shutdown().await;
@@ -648,7 +648,7 @@ async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
     let listener = ccproxy::proxy::bind("127.0.0.1", 0).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let log = ccproxy::proxy::spawn_flow_log(&hub, shutdown.clone());
+    let log = ccproxy::cmd::flowlog::spawn(&hub, shutdown.clone());
     let task = ccproxy::proxy::serve_forward(listener, state, shutdown.clone());
     println!("LISTEN {addr}");
     while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}

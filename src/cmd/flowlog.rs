@@ -1,8 +1,11 @@
-//! The headless flow log: one line per completed exchange on stderr.
+//! The headless flow log of `start --headless` and the detached engine: one
+//! line per completed exchange on stderr.
 //!
-//! Lines are formatted and written on a thread of their own, so a slow
-//! terminal or pipe never holds a proxy worker; when that thread falls
-//! behind by more than [`BACKLOG`] flows, the excess is counted and skipped.
+//! It subscribes to the hub as a quiet viewer (so live body chunks are not
+//! published for it), and lines are formatted and written on a thread of
+//! their own, so a slow terminal or pipe never holds a proxy worker; when
+//! that thread falls behind by more than [`BACKLOG`] flows, the excess is
+//! counted and skipped.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -26,7 +29,7 @@ enum Entry {
 }
 
 /// Print a line for every completed flow until `shutdown`.
-pub fn spawn_flow_log(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
+pub fn spawn(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
     let mut quiet = hub.subscribe_quiet();
     let (tx, lines) = sync_channel::<Entry>(BACKLOG);
     let writer = std::thread::Builder::new()
