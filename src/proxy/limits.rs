@@ -208,10 +208,11 @@ impl Connections {
         let victim = open
             .iter()
             .filter(|(_, s)| s.phase.load(Ordering::Relaxed) != BUSY)
-            .min_by_key(|(_, s)| {
+            .min_by_key(|(id, s)| {
                 (
                     s.phase.load(Ordering::Relaxed),
                     s.since.load(Ordering::Relaxed),
+                    **id,
                 )
             })
             .map(|(id, _)| *id);
