@@ -88,6 +88,11 @@ pub struct MitmConfig {
     pub durability: Durability,
     /// `proxy_auth`: both listeners require the token in `<home>/proxy.token`.
     pub proxy_auth: bool,
+    /// `timeouts`: how long a client or an upstream may stall the proxy.
+    pub timeouts: MitmTimeouts,
+    /// `max_connections`: open client connections before idle ones are
+    /// closed to make room; `None` derives it from the file-descriptor limit.
+    pub max_connections: Option<usize>,
 }
 
 /// `ccproxy.mitm.durability`: what an engine killed with SIGKILL can lose.
@@ -100,6 +105,31 @@ pub enum Durability {
     /// Every completed flow is fsync'd to the spool before the client gets
     /// the end of its response; the writer replays the spool.
     SpoolFirst,
+}
+
+/// `ccproxy.mitm.timeouts`: what a stalled peer may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MitmTimeouts {
+    /// A request head must be complete this long after its first byte
+    /// (after the accept, for a connection's first request); then 408 and close.
+    pub request_head: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    pub idle_keepalive: Duration,
+    /// The CONNECT peek and the TLS accept of an intercepted tunnel.
+    pub handshake: Duration,
+    /// A streaming upstream body that sends no byte for this long fails with `timeout`.
+    pub upstream_idle: Duration,
+}
+
+impl Default for MitmTimeouts {
+    fn default() -> Self {
+        Self {
+            request_head: Duration::from_secs(30),
+            idle_keepalive: Duration::from_secs(300),
+            handshake: Duration::from_secs(10),
+            upstream_idle: Duration::from_secs(600),
+        }
+    }
 }
 
 /// `ccproxy.litellm`: the gateway child process.
@@ -149,6 +179,8 @@ impl Default for MitmConfig {
             ssl_insecure: false,
             durability: Durability::Batch,
             proxy_auth: false,
+            timeouts: MitmTimeouts::default(),
+            max_connections: None,
         }
     }
 }
@@ -318,6 +350,8 @@ impl Config {
             ssl_insecure: m.ssl_insecure.unwrap_or(false),
             durability: m.durability.unwrap_or_default(),
             proxy_auth: m.proxy_auth.unwrap_or(false),
+            timeouts: m.timeouts.map_or(d.timeouts, |t| t.resolve(d.timeouts)),
+            max_connections: m.max_connections.map(|n| n.0),
         };
         let defaults = ListenConfig::default();
         Self {
@@ -479,6 +513,28 @@ struct FileMitm {
     ssl_insecure: Option<bool>,
     durability: Option<Durability>,
     proxy_auth: Option<bool>,
+    timeouts: Option<FileTimeouts>,
+    max_connections: Option<NonZero>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    request_head: Option<PositiveDuration>,
+    idle_keepalive: Option<PositiveDuration>,
+    handshake: Option<PositiveDuration>,
+    upstream_idle: Option<PositiveDuration>,
+}
+
+impl FileTimeouts {
+    fn resolve(self, d: MitmTimeouts) -> MitmTimeouts {
+        MitmTimeouts {
+            request_head: self.request_head.map_or(d.request_head, |v| v.0),
+            idle_keepalive: self.idle_keepalive.map_or(d.idle_keepalive, |v| v.0),
+            handshake: self.handshake.map_or(d.handshake, |v| v.0),
+            upstream_idle: self.upstream_idle.map_or(d.upstream_idle, |v| v.0),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -541,6 +597,12 @@ validated!(NonZero, usize, usize, |n| if n == 0 {
 });
 validated!(UrlValue, String, String, |s| validate_url(&s));
 validated!(DurationValue, Duration, String, |s| { parse_duration(&s) });
+validated!(PositiveDuration, Duration, String, |s| {
+    match parse_duration(&s) {
+        Ok(d) if d.is_zero() => Err(format!("`{s}` must be longer than zero, e.g. 30s")),
+        other => other,
+    }
+});
 
 /// Parse `30d`, `12h`, `90m`, `1h30m` and friends (config values and CLI flags).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -1030,6 +1092,35 @@ litellm:
         ];
         for text in kept {
             assert_eq!(prescan(text), Ok(()), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_connection_cap() {
+        let cfg = load(None, &[], Overrides::default()).expect("load");
+        assert_eq!(cfg.mitm.timeouts, MitmTimeouts::default());
+        assert_eq!(cfg.mitm.max_connections, None);
+        let yaml = "ccproxy:\n  mitm:\n    max_connections: 100\n    timeouts:\n      request_head: 500ms\n      upstream_idle: 2m\n";
+        let cfg = load(Some(yaml), &[], Overrides::default()).expect("load");
+        assert_eq!(cfg.mitm.max_connections, Some(100));
+        assert_eq!(cfg.mitm.timeouts.request_head, Duration::from_millis(500));
+        assert_eq!(cfg.mitm.timeouts.upstream_idle, Duration::from_secs(120));
+        assert_eq!(cfg.mitm.timeouts.handshake, Duration::from_secs(10));
+        for (yaml, key) in [
+            (
+                "ccproxy:\n  mitm:\n    timeouts:\n      handshake: 0s\n",
+                "handshake",
+            ),
+            ("ccproxy:\n  mitm:\n    timeouts:\n      idle: 1s\n", "idle"),
+            (
+                "ccproxy:\n  mitm:\n    max_connections: 0\n",
+                "max_connections",
+            ),
+        ] {
+            let err = load(Some(yaml), &[], Overrides::default())
+                .expect_err(yaml)
+                .to_string();
+            assert!(err.contains(key) && err.contains("line"), "{err}");
         }
     }
 

@@ -64,7 +64,7 @@ pub async fn serve_until_signal(engine: Engine, flow_log: bool) -> anyhow::Resul
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let log = flow_log.then(|| flowlog::spawn(engine.feed()));
+    let log = flow_log.then(|| flowlog::spawn(&engine.hub, engine.shutdown_token()));
     loop {
         tokio::select! {
             _ = term.recv() => break,

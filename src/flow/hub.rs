@@ -45,6 +45,22 @@ pub struct FlowHub {
     live: broadcast::Sender<Arc<FlowEvent>>,
     sink: Arc<RwLock<Option<Arc<dyn FlowSink>>>>,
     counters: Arc<HubCounters>,
+    /// Subscribers that never look at live body chunks (the flow log).
+    quiet: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A viewer that wants whole flows only, never live body chunks: while only
+/// such viewers are subscribed, the hub publishes no chunk events.
+pub struct QuietReceiver {
+    /// The events (chunks may still appear while a live viewer is subscribed).
+    pub rx: broadcast::Receiver<Arc<FlowEvent>>,
+    quiet: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for QuietReceiver {
+    fn drop(&mut self) {
+        self.quiet.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for FlowHub {
@@ -63,6 +79,7 @@ impl FlowHub {
             live,
             sink: Arc::new(RwLock::new(None)),
             counters: Arc::new(HubCounters::default()),
+            quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -71,6 +88,20 @@ impl FlowHub {
         if let Ok(mut s) = self.sink.write() {
             *s = Some(sink);
         }
+    }
+
+    /// A viewer of whole flows that does not want live body chunks.
+    pub fn subscribe_quiet(&self) -> QuietReceiver {
+        self.quiet.fetch_add(1, Ordering::Relaxed);
+        QuietReceiver {
+            rx: self.live.subscribe(),
+            quiet: Arc::clone(&self.quiet),
+        }
+    }
+
+    /// True when some subscriber may want live body chunks.
+    pub fn wants_chunks(&self) -> bool {
+        self.live.receiver_count() > self.quiet.load(Ordering::Relaxed)
     }
 
     /// A new live viewer. `RecvError::Lagged(n)` tells it how many it missed.
@@ -91,7 +122,7 @@ impl FlowHub {
 
     /// A live slice of a response body; skipped entirely when nobody watches.
     pub fn response_chunk(&self, id: Uuid, data: Bytes) {
-        if self.live.receiver_count() > 0 {
+        if self.wants_chunks() {
             self.broadcast(FlowEvent::ResponseChunk { id, data });
         }
     }

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use hub::{FlowHub, HubCounters, HubSnapshot};
+pub use hub::{FlowHub, HubCounters, HubSnapshot, QuietReceiver};
 
 /// Which listener saw the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -326,6 +326,29 @@ mod b64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn chunks_only_while_a_live_viewer_listens() {
+        let hub = FlowHub::new(16);
+        let mut quiet = hub.subscribe_quiet();
+        assert!(!hub.wants_chunks());
+        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"x"));
+        let mut live = hub.subscribe();
+        assert!(hub.wants_chunks());
+        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"y"));
+        assert!(matches!(
+            &*live.recv().await.expect("chunk"),
+            FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
+        ));
+        drop(live);
+        assert!(!hub.wants_chunks());
+        // The quiet viewer got the chunk sent while a live one listened, not the first.
+        assert!(matches!(
+            &*quiet.rx.try_recv().expect("chunk"),
+            FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
+        ));
+        assert!(quiet.rx.try_recv().is_err());
+    }
 
     #[test]
     fn flow_event_json_roundtrip() {

@@ -3,13 +3,16 @@
 //! listeners answer with (a streamed upstream body or a short local message).
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use super::record::Record;
 use crate::flow::ErrorKind;
@@ -49,6 +52,12 @@ pub struct TeeBody<B> {
     total: u64,
     /// Publish response slices live (identity-encoded responses only).
     live: bool,
+    /// Fail with `timeout` after this long without a frame (upstream bodies).
+    idle: Option<Duration>,
+    /// Armed the first time the body waits, reset by every frame.
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    /// A frame arrived since the timer was last armed.
+    fresh: bool,
 }
 
 impl<B: Body + Unpin> TeeBody<B> {
@@ -63,6 +72,9 @@ impl<B: Body + Unpin> TeeBody<B> {
             limit,
             total: 0,
             live: live && limit > 0,
+            idle: None,
+            idle_timer: None,
+            fresh: false,
         };
         // An empty body (GET, HEAD, 204) may never be polled: report it now.
         if tee.inner.is_end_stream() {
@@ -81,7 +93,45 @@ impl<B: Body + Unpin> TeeBody<B> {
             limit: 0,
             total: 0,
             live: false,
+            idle: None,
+            idle_timer: None,
+            fresh: false,
         }
+    }
+
+    /// End the body with a `timeout` error when no frame arrives for `idle`
+    /// (an upstream that stalls mid-stream).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// The idle timer fired: the stream is over.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<BoxError> {
+        let Some(idle) = self.idle else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::now() + idle;
+        let timer = self
+            .idle_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if std::mem::take(&mut self.fresh) {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.idle = None;
+        let reason = format!(
+            "no data from upstream for {} (ccproxy.mitm.timeouts.upstream_idle)",
+            humantime::format_duration(idle)
+        );
+        self.finish(Some((
+            ErrorKind::Timeout,
+            format!("upstream response body stalled: {reason}"),
+        )));
+        Poll::Ready(reason.into())
     }
 
     fn feed(&mut self, data: &Bytes) {
@@ -125,8 +175,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.poll_idle(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(e) => Poll::Ready(Some(Err(e))),
+            },
             Poll::Ready(Some(Ok(frame))) => {
+                this.fresh = true;
                 if let Some(data) = frame.data_ref() {
                     this.feed(data);
                 }
@@ -138,6 +192,7 @@ where
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = e.into();
                 let kind = match this.side {
+                    Side::Request if is_malformed(&*e) => ErrorKind::Protocol,
                     Side::Request => ErrorKind::ClientAborted,
                     Side::Response => match super::upstream::classify_error(&*e) {
                         ErrorKind::Timeout => ErrorKind::Timeout,
@@ -146,6 +201,7 @@ where
                     },
                 };
                 let what = match this.side {
+                    Side::Request if kind == ErrorKind::Protocol => "malformed request body",
                     Side::Request => "client request body failed",
                     Side::Response => "upstream response body failed",
                 };
@@ -169,6 +225,28 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// True when a body error is the peer sending bytes that are not HTTP
+/// (hyper's chunked decoder reports `InvalidInput`).
+fn is_malformed(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 impl<B> Drop for TeeBody<B> {

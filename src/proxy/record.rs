@@ -114,6 +114,19 @@ impl Record {
         st.error.get_or_insert((kind, message));
     }
 
+    /// Why the client's request body was refused as malformed, if it was.
+    pub fn request_protocol_error(&self) -> Option<String> {
+        let st = self.lock();
+        match &st.error {
+            Some((ErrorKind::Protocol, m))
+                if st.request.is_some() && st.flow.status_code.is_none() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// A live slice of the response body.
     pub fn response_chunk(&self, data: &Bytes) {
         self.hub.response_chunk(self.id, self.redactor.body(data));
