@@ -613,6 +613,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guard<I> {
     }
 }
 
+/// How the guard reads `buf` as the start of a request stream: `None` while
+/// the head is incomplete, else the head's length or why it is refused.
+/// The entry point the fuzz targets and property tests drive.
+pub fn inspect(buf: &[u8]) -> Option<Result<usize, Rejection>> {
+    match parse(buf, true) {
+        Parsed::Partial => None,
+        Parsed::Invalid(r) => Some(Err(r)),
+        Parsed::Complete { len, .. } => Some(Ok(len)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
