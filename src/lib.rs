@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod engine;
 pub mod export;
 pub mod flow;
+pub mod llm;
 pub mod proxy;
 pub mod store;
 pub mod tui;

@@ -1,0 +1,1 @@
+//! Reassembly of streamed responses into the message the model wrote.
