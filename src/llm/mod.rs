@@ -3,7 +3,7 @@
 //! token, why it stopped, which tools it called, the rate limits, the session
 //! and the agent.
 //!
-//! Pure functions over a [`Flow`](crate::flow::Flow): computed once per
+//! Pure functions over a captured `Flow`: computed once per
 //! completed flow, off the proxy's hot path, and read by the store, the TUI,
 //! the filter, HAR, `stats`, `sessions` and the OTLP spans. The SSE
 //! reassembly in [`stream`] is incremental, so a viewer can follow a stream
@@ -16,12 +16,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod agent;
 mod analyze;
 pub mod price;
 pub mod sse;
 pub mod stream;
 
-pub use analyze::{analyze, analyze_timed};
+pub use analyze::{analyze, analyze_timed, detect};
+
+/// How many response frames the proxy times per exchange (enough to reach
+/// the first content delta of any stream; a bounded, cheap record).
+pub const MAX_FRAMES: usize = 64;
 pub use price::{Price, PriceError, PriceTable};
 
 /// The wire API an exchange speaks, found from method, path and body shape
@@ -282,3 +287,6 @@ pub struct Analysis {
     /// The JSON-RPC side, for MCP exchanges.
     pub mcp: Option<Mcp>,
 }
+
+#[cfg(test)]
+mod tests;
