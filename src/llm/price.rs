@@ -146,6 +146,11 @@ impl PriceTable {
         Self::parse(BUNDLED, "assets/prices.json").unwrap_or_default()
     }
 
+    /// The table the config names (`ccproxy.prices`), else the bundled one.
+    pub fn configured(path: Option<&Path>) -> Result<Self, PriceError> {
+        path.map_or_else(|| Ok(Self::bundled()), Self::load)
+    }
+
     /// A table from the file the config names.
     pub fn load(path: &Path) -> Result<Self, PriceError> {
         let text = std::fs::read_to_string(path).map_err(|source| PriceError::Read {
