@@ -172,6 +172,15 @@ pub struct Flow {
     pub traffic_type: TrafficType,
     /// From the `x-claude-code-session-id` request header; joins the two legs of one call.
     pub session_id: Option<String>,
+    /// What the exchange means (API, usage, cost, TTFT, tools…), set once by
+    /// the analysis stage when the flow completes; `None` for non-LLM/MCP
+    /// traffic or before completion.
+    #[serde(default)]
+    pub llm: Option<Arc<crate::llm::Analysis>>,
+    /// Arrival times of the first response frames (at most `llm::MAX_FRAMES`),
+    /// for the time to the first token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_frames: Vec<crate::llm::FrameTime>,
 }
 
 impl Flow {
@@ -206,6 +215,8 @@ impl Flow {
             error_type: None,
             traffic_type: TrafficType::Other,
             session_id: None,
+            llm: None,
+            response_frames: Vec::new(),
         }
     }
 
@@ -295,12 +306,16 @@ pub struct HubSnapshot {
     pub other: u64,
 }
 
+/// Fills in what a completed flow means (the engine installs the LLM analysis).
+pub type Analyzer = Arc<dyn Fn(&mut Flow) + Send + Sync>;
+
 /// Fan-out point between the listeners and everyone who wants flows.
 #[derive(Clone)]
 pub struct FlowHub {
     live: broadcast::Sender<Arc<FlowEvent>>,
     sink: Arc<RwLock<Option<Arc<dyn FlowSink>>>>,
     counters: Arc<HubCounters>,
+    stage: Arc<RwLock<Option<std::sync::mpsc::Sender<Arc<Flow>>>>>,
 }
 
 impl fmt::Debug for FlowHub {
@@ -319,6 +334,37 @@ impl FlowHub {
             live,
             sink: Arc::new(RwLock::new(None)),
             counters: Arc::new(HubCounters::default()),
+            stage: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Run `analyze` on every completed flow on a thread of its own, off the
+    /// proxy's workers, before the flow is stored and shown as completed. The
+    /// channel is unbounded (the analysis is far faster than the proxy), so
+    /// `completed` never waits. The thread ends when the hub is dropped.
+    pub fn set_analyzer(&self, analyze: Analyzer) {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
+        let hub = Self {
+            live: self.live.clone(),
+            sink: Arc::clone(&self.sink),
+            counters: Arc::clone(&self.counters),
+            stage: Arc::new(RwLock::new(None)),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ccproxy-llm".into())
+            .spawn(move || {
+                while let Ok(mut flow) = rx.recv() {
+                    analyze(Arc::make_mut(&mut flow));
+                    hub.publish_completed(flow);
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                if let Ok(mut s) = self.stage.write() {
+                    *s = Some(tx);
+                }
+            }
+            Err(e) => tracing::warn!("cannot start the analysis thread, flows go unanalysed: {e}"),
         }
     }
 
@@ -352,8 +398,20 @@ impl FlowHub {
         }
     }
 
-    /// The exchange ended: count it, show it, store it.
+    /// The exchange ended: analyse it (when an analyzer is set), count it,
+    /// show it, store it.
     pub fn completed(&self, flow: Arc<Flow>) {
+        let flow = match self.stage.read().ok().and_then(|s| s.clone()) {
+            Some(tx) => match tx.send(flow) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(flow)) => flow,
+            },
+            None => flow,
+        };
+        self.publish_completed(flow);
+    }
+
+    fn publish_completed(&self, flow: Arc<Flow>) {
         let c = &self.counters;
         c.completed.fetch_add(1, Ordering::Relaxed);
         if flow.error_type.is_some() {
