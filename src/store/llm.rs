@@ -173,10 +173,7 @@ pub async fn backfill(client: &mut Client, prices: &PriceTable) -> Result<Backfi
             format!("output_tokens = ${}", llm_columns().len() + 4),
         ])
         .collect();
-    let update = format!(
-        "UPDATE {TABLE} SET {} WHERE trace_id = $1",
-        set.join(", ")
-    );
+    let update = format!("UPDATE {TABLE} SET {} WHERE trace_id = $1", set.join(", "));
     let keep_tokens = format!(
         "UPDATE {TABLE} SET {} WHERE trace_id = $1",
         llm_columns()

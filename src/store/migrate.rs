@@ -15,11 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0001_init",
         include_str!("../../migrations/0001_init.sql"),
     ),
-    (
-        2,
-        "0002_llm",
-        include_str!("../../migrations/0002_llm.sql"),
-    ),
+    (2, "0002_llm", include_str!("../../migrations/0002_llm.sql")),
 ];
 
 /// Key for `pg_advisory_xact_lock` ("ccproxy" in ASCII).
@@ -81,9 +77,16 @@ pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
             .get(0);
         if rows <= super::llm::BACKFILL_AT_MIGRATE {
             let done = super::llm::backfill(client, crate::llm::PriceTable::shared()).await?;
-            tracing::info!(rows = done.rows, llm = done.llm, "backfilled the LLM columns");
+            tracing::info!(
+                rows = done.rows,
+                llm = done.llm,
+                "backfilled the LLM columns"
+            );
         } else {
-            tracing::warn!(rows, "run `ccproxy db backfill` to fill the LLM columns of older rows");
+            tracing::warn!(
+                rows,
+                "run `ccproxy db backfill` to fill the LLM columns of older rows"
+            );
         }
     }
     Ok(applied)
