@@ -41,5 +41,3 @@ ALTER TABLE "CCProxy_HttpTraces"
     ADD COLUMN IF NOT EXISTS tool_results          JSONB,   -- [{"tool_use_id": …, "is_error": …}] sent this turn
     ADD COLUMN IF NOT EXISTS llm_error             TEXT,    -- the error the API reported in its body
     ADD COLUMN IF NOT EXISTS llm_version           INT;     -- analysis version that filled these (backfill re-runs older ones)
-
-CREATE INDEX IF NOT EXISTS "CCProxy_HttpTraces_model_idx" ON "CCProxy_HttpTraces" (model);

@@ -84,7 +84,11 @@ fn parse_json(body: &[u8]) -> Option<Value> {
     if !(b.starts_with(b"{") || b.starts_with(b"[")) {
         return None;
     }
-    serde_json::from_slice(b).ok()
+    // The first value: what follows it (a NUL, a cut tail) does not matter.
+    serde_json::Deserializer::from_slice(b)
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
 }
 
 /// The API, from method, path and body shape; the host plays no part.
