@@ -325,6 +325,12 @@ impl Message {
     // message_delta / message_stop events. Usage figures are cumulative: the
     // last one reported wins.
     fn anthropic(&mut self, ty: &str, v: &Value) {
+        // A message body without its `type` (some gateways drop it) is still one.
+        let ty = if ty.is_empty() && (v.get("content").is_some() || v.get("usage").is_some()) {
+            "message"
+        } else {
+            ty
+        };
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match ty {
             "message" => {
