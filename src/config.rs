@@ -46,6 +46,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Top-level `litellm`: where the reverse listener binds (port 4000).
     pub litellm: ListenConfig,
+    /// `ccproxy.prices`: a price table file replacing the bundled `assets/prices.json`.
+    pub prices: Option<PathBuf>,
 }
 
 /// `ccproxy.mitm` exactly as in the seed, plus the extras of DESIGN.md.
@@ -249,6 +251,7 @@ impl Config {
                 host: listen.host.unwrap_or(defaults.host),
                 port: listen.port.map_or(defaults.port, |p| p.0),
             },
+            prices: ccp.prices.map(resolve),
             home,
             config_path,
         }
@@ -352,6 +355,7 @@ struct FileCcproxy {
     mitm: Option<FileMitm>,
     upstream: Option<UrlValue>,
     litellm: Option<FileGateway>,
+    prices: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

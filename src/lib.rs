@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod home;
+pub mod llm;
 pub mod proxy;
 pub mod store;
 pub mod tui;

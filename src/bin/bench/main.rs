@@ -1,6 +1,7 @@
-//! `ccproxy-bench [proxy|store|tui|all]`: side-by-side figures and ratios
+//! `ccproxy-bench [proxy|store|tui|llm|all]`: side-by-side figures and ratios
 //! (never asserted as timings in tests). See README.md "Benchmark".
 
+mod llm;
 mod proxy;
 mod store;
 mod tui;
@@ -22,12 +23,16 @@ fn main() {
             "proxy" => proxy::run().await,
             "store" => store::run().await,
             "tui" => tui::run().await,
+            "llm" => llm::run().await,
             "all" => {
                 proxy::run().await?;
                 store::run().await?;
-                tui::run().await
+                tui::run().await?;
+                llm::run().await
             }
-            other => anyhow::bail!("unknown benchmark `{other}`: use proxy, store, tui or all"),
+            other => {
+                anyhow::bail!("unknown benchmark `{other}`: use proxy, store, tui, llm or all")
+            }
         }
     });
     if let Err(e) = result {
