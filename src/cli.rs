@@ -45,6 +45,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the engine and gateway logs.
     Logs(LogsArgs),
+    /// Agent sessions: requests, conversations, tokens, cost, cache hit ratio.
+    Sessions(SessionsArgs),
+    /// One session: its conversations, turns, tool calls and cache verdicts.
+    Session(SessionArgs),
     /// Internal: the detached engine process.
     #[command(name = "__engine", hide = true)]
     Engine(EngineArgs),
@@ -154,6 +158,30 @@ pub struct ExportArgs {
     /// Only flows newer than this, e.g. 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<std::time::Duration>,
+}
+
+/// Flags of `ccproxy sessions`.
+#[derive(Debug, Args, Clone)]
+pub struct SessionsArgs {
+    /// Only sessions with requests newer than this, e.g. 1d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
+    pub since: std::time::Duration,
+    /// Machine-readable output (schema in README.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ccproxy session ID`.
+#[derive(Debug, Args, Clone)]
+pub struct SessionArgs {
+    /// The session id (`x-claude-code-session-id`).
+    pub id: String,
+    /// Machine-readable output (schema in README.md).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// A readable transcript for a bug report.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// Flags of `ccproxy logs`.

@@ -143,7 +143,11 @@ mod tests {
             ("127.0.0.1", "/v1/chat/completions?x=1", Llm),
             ("localhost:4000", "/v1/responses", Llm),
             ("127.0.0.1", "/chat/completions", Llm),
-            ("localhost", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", Llm),
+            (
+                "localhost",
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                Llm,
+            ),
             ("::1", "/", Other),
         ];
         let llm = defaults();

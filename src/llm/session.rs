@@ -158,7 +158,10 @@ pub enum Divergence {
     Tools,
     System,
     /// `messages[index]`, at content block `block` when the message has blocks.
-    Message { index: usize, block: Option<usize> },
+    Message {
+        index: usize,
+        block: Option<usize>,
+    },
 }
 
 impl std::fmt::Display for Divergence {
@@ -328,9 +331,10 @@ pub fn message_text(m: &Value) -> String {
 }
 
 fn has_extended_ttl(flow: &Flow) -> bool {
-    let beta = flow.request_headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("anthropic-beta") && v.contains(EXTENDED_TTL_BETA)
-    });
+    let beta = flow
+        .request_headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("anthropic-beta") && v.contains(EXTENDED_TTL_BETA));
     beta || {
         let b = &flow.request_body;
         memchr::memmem::find(b, b"\"ttl\":\"1h\"").is_some()
@@ -387,16 +391,21 @@ fn excerpts(a: Option<&Value>, b: Option<&Value>) -> (String, String) {
     (cut(&a, from), cut(&b, from))
 }
 
+fn tools_of(v: &Value) -> Option<&Value> {
+    v.get("tools").or_else(|| v.get("functions"))
+}
+
 fn blocks_of(m: &Value) -> Option<&Vec<Value>> {
-    m.get("content").or_else(|| m.get("parts")).and_then(Value::as_array)
+    m.get("content")
+        .or_else(|| m.get("parts"))
+        .and_then(Value::as_array)
 }
 
 /// Where `cur` first differs from `prev`, with both excerpts.
 fn diverge(prev: &Prompt, cur: &Prompt) -> Option<(Divergence, String, String)> {
     let (pv, cv) = (prev.value.as_ref(), cur.value.as_ref());
     if prev.tools != cur.tools {
-        let f = |v: Option<&Value>| v.and_then(|v| v.get("tools").or_else(|| v.get("functions")));
-        let (a, b) = excerpts(f(pv), f(cv));
+        let (a, b) = excerpts(pv.and_then(tools_of), cv.and_then(tools_of));
         return Some((Divergence::Tools, a, b));
     }
     if prev.system != cur.system {
@@ -484,7 +493,10 @@ pub fn build(session_id: &str, exchanges: &[Exchange<'_>], prices: &PriceTable) 
                 && (o.system == prompt.system || o.tools == prompt.tools)
         });
         let usage = a.usage;
-        let (written, read) = (usage.cache_creation.unwrap_or(0), usage.cache_read.unwrap_or(0));
+        let (written, read) = (
+            usage.cache_creation.unwrap_or(0),
+            usage.cache_read.unwrap_or(0),
+        );
         let cached = written > 0 || read > 0;
         let miss = written > 0 && written >= read;
         let ttl_s = if prompt.extended_ttl {
@@ -531,7 +543,11 @@ pub fn build(session_id: &str, exchanges: &[Exchange<'_>], prices: &PriceTable) 
                 diag.after = Some(after);
             }
             diag.verdict = if !miss {
-                if cached { Verdict::Hit } else { Verdict::Uncached }
+                if cached {
+                    Verdict::Hit
+                } else {
+                    Verdict::Uncached
+                }
             } else if o.last_model.is_some() && model.is_some() && o.last_model != model {
                 Verdict::ModelChanged
             } else if within {
@@ -679,15 +695,28 @@ pub fn group(exchanges: &[Exchange<'_>], prices: &PriceTable) -> Vec<Session> {
             by.entry(s).or_default().push(*e);
         }
     }
-    let mut out: Vec<Session> = by.into_iter().map(|(id, ex)| build(id, &ex, prices)).collect();
-    out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.session_id.cmp(&b.session_id)));
+    let mut out: Vec<Session> = by
+        .into_iter()
+        .map(|(id, ex)| build(id, &ex, prices))
+        .collect();
+    out.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then(a.session_id.cmp(&b.session_id))
+    });
     out
 }
 
 /// The new messages of a turn, parsed from its flow's request body.
 pub fn new_messages(flow: &Flow, turn: &Turn) -> Vec<Value> {
     serde_json::from_slice::<Value>(&flow.request_body)
-        .map(|v| messages_of(&v).iter().skip(turn.first_new).cloned().collect())
+        .map(|v| {
+            messages_of(&v)
+                .iter()
+                .skip(turn.first_new)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -725,7 +754,13 @@ mod tests {
             calls: &[(&str, &str, Value)],
             results: &[&str],
         ) {
-            let mut f = Flow::new(Direction::Reverse, "POST", "http://x/v1/messages", "x", "/v1/messages");
+            let mut f = Flow::new(
+                Direction::Reverse,
+                "POST",
+                "http://x/v1/messages",
+                "x",
+                "/v1/messages",
+            );
             f.start_time = self.t + chrono::Duration::seconds(after_s);
             f.end_time = Some(f.start_time + chrono::Duration::seconds(2));
             self.t = f.start_time + chrono::Duration::seconds(2);
@@ -792,23 +827,71 @@ mod tests {
     fn claude_code() -> Fx {
         let mut fx = Fx::new();
         let m1 = vec![user("fix the bug")];
-        fx.push(0, "You are Claude Code", &json!(m1), 0, 5000, &[("toolu_1", "Read", json!({}))], &[]);
+        fx.push(
+            0,
+            "You are Claude Code",
+            &json!(m1),
+            0,
+            5000,
+            &[("toolu_1", "Read", json!({}))],
+            &[],
+        );
         let mut m2 = m1.clone();
         m2.extend([asst_tool("toolu_1", "Read"), result("toolu_1")]);
-        fx.push(3, "You are Claude Code", &json!(m2), 5000, 200, &[("toolu_2", "Task", json!({"prompt": "search the repo"}))], &["toolu_1"]);
+        fx.push(
+            3,
+            "You are Claude Code",
+            &json!(m2),
+            5000,
+            200,
+            &[("toolu_2", "Task", json!({"prompt": "search the repo"}))],
+            &["toolu_1"],
+        );
         // Subagent: other system prompt, opened by the Task prompt.
-        fx.push(1, "You are a search agent", &json!([user("search the repo")]), 0, 3000, &[], &[]);
+        fx.push(
+            1,
+            "You are a search agent",
+            &json!([user("search the repo")]),
+            0,
+            3000,
+            &[],
+            &[],
+        );
         let mut m3 = m2.clone();
         m3.extend([asst_tool("toolu_2", "Task"), result("toolu_2")]);
-        fx.push(1, "You are Claude Code", &json!(m3), 5200, 100, &[], &["toolu_2"]);
+        fx.push(
+            1,
+            "You are Claude Code",
+            &json!(m3),
+            5200,
+            100,
+            &[],
+            &["toolu_2"],
+        );
         // The system prompt changes: the whole prefix is written again.
         let mut m4 = m3.clone();
         m4.push(user("and now?"));
-        fx.push(1, "You are Claude Code (date changed)", &json!(m4), 0, 5400, &[], &[]);
+        fx.push(
+            1,
+            "You are Claude Code (date changed)",
+            &json!(m4),
+            0,
+            5400,
+            &[],
+            &[],
+        );
         // A gap beyond the 5 minute TTL.
         let mut m5 = m4.clone();
         m5.push(user("still there?"));
-        fx.push(400, "You are Claude Code (date changed)", &json!(m5), 0, 5500, &[], &[]);
+        fx.push(
+            400,
+            "You are Claude Code (date changed)",
+            &json!(m5),
+            0,
+            5500,
+            &[],
+            &[],
+        );
         fx
     }
 
@@ -821,7 +904,10 @@ mod tests {
         assert_eq!(main.kind, Kind::Main);
         assert_eq!(sub.kind, Kind::Subagent);
         assert_eq!(main.requests.len(), 5);
-        let parent = sub.parent.as_ref().map(|p| (p.trace_id, p.tool_use_id.as_str()));
+        let parent = sub
+            .parent
+            .as_ref()
+            .map(|p| (p.trace_id, p.tool_use_id.as_str()));
         assert_eq!(parent, Some((main.requests[1].trace_id, "toolu_2")));
         assert_eq!(main.requests[1].new_messages, 2);
         assert_eq!(main.requests[1].first_new, 1);
@@ -836,14 +922,33 @@ mod tests {
     fn cache_verdicts() {
         let s = claude_code().build();
         let main = &s.conversations[0];
-        let v: Vec<&str> = main.requests.iter().map(|t| t.cache.verdict.as_str()).collect();
-        assert_eq!(v, ["first_request", "hit", "hit", "prefix_changed", "ttl_expired"]);
+        let v: Vec<&str> = main
+            .requests
+            .iter()
+            .map(|t| t.cache.verdict.as_str())
+            .collect();
+        assert_eq!(
+            v,
+            [
+                "first_request",
+                "hit",
+                "hit",
+                "prefix_changed",
+                "ttl_expired"
+            ]
+        );
         let broken = &main.requests[3].cache;
         assert_eq!(broken.diverged_at, Some(Divergence::System));
-        assert!(broken.after.as_deref().is_some_and(|a| a.contains("date changed")));
+        assert!(broken
+            .after
+            .as_deref()
+            .is_some_and(|a| a.contains("date changed")));
         assert!(broken.miss_cost_usd.is_some_and(|c| c > 0.0));
         assert_eq!(main.requests[4].cache.diverged_at, None);
-        assert_eq!(s.conversations[1].requests[0].cache.verdict, Verdict::FirstRequest);
+        assert_eq!(
+            s.conversations[1].requests[0].cache.verdict,
+            Verdict::FirstRequest
+        );
         let json = serde_json::to_value(broken).unwrap_or_default();
         assert_eq!(json["diverged_at"], "system");
     }
@@ -859,8 +964,17 @@ mod tests {
         let s = fx.build();
         let c = &s.conversations[0].requests[1].cache;
         assert_eq!(c.verdict, Verdict::PrefixChanged);
-        assert_eq!(c.diverged_at, Some(Divergence::Message { index: 2, block: Some(0) }));
-        assert_eq!(c.diverged_at.map(|d| d.to_string()).as_deref(), Some("messages[2]"));
+        assert_eq!(
+            c.diverged_at,
+            Some(Divergence::Message {
+                index: 2,
+                block: Some(0)
+            })
+        );
+        assert_eq!(
+            c.diverged_at.map(|d| d.to_string()).as_deref(),
+            Some("messages[2]")
+        );
     }
 
     #[test]
@@ -868,7 +982,9 @@ mod tests {
         let mut fx = Fx::new();
         fx.push(0, "S", &json!([user("x")]), 0, 4000, &[], &[]);
         fx.push(600, "S", &json!([user("x"), user("y")]), 0, 4000, &[], &[]);
-        fx.flows[1].request_headers.push(("anthropic-beta".into(), EXTENDED_TTL_BETA.into()));
+        fx.flows[1]
+            .request_headers
+            .push(("anthropic-beta".into(), EXTENDED_TTL_BETA.into()));
         let s = fx.build();
         let c = &s.conversations[0].requests[1].cache;
         assert_eq!(c.ttl_s, TTL_EXTENDED_S);

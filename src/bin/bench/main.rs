@@ -3,6 +3,7 @@
 
 mod llm;
 mod proxy;
+mod sessions;
 mod store;
 mod tui;
 
@@ -24,6 +25,7 @@ fn main() {
             "store" => store::run().await,
             "tui" => tui::run().await,
             "llm" => llm::run().await,
+            "sessions" => sessions::run().await,
             "all" => {
                 proxy::run().await?;
                 store::run().await?;
@@ -31,7 +33,9 @@ fn main() {
                 llm::run().await
             }
             other => {
-                anyhow::bail!("unknown benchmark `{other}`: use proxy, store, tui, llm or all")
+                anyhow::bail!(
+                    "unknown benchmark `{other}`: use proxy, store, tui, llm, sessions or all"
+                )
             }
         }
     });
