@@ -49,6 +49,8 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// One session: its conversations, turns, tool calls and cache verdicts.
     Session(SessionArgs),
+    /// LLM usage from the database: requests, tokens, cost, cache hit rate, TTFT, errors.
+    Stats(StatsArgs),
     /// Internal: the detached engine process.
     #[command(name = "__engine", hide = true)]
     Engine(EngineArgs),
@@ -128,6 +130,8 @@ pub enum DbCommand {
     Status,
     /// Delete flows older than a duration.
     Prune(PruneArgs),
+    /// Fill the LLM columns (api, tokens, cost, …) of rows stored before them.
+    Backfill,
 }
 
 /// Flags of `ccproxy db prune`.
@@ -167,6 +171,20 @@ pub struct SessionsArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
     pub since: std::time::Duration,
     /// Machine-readable output (schema in README.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ccproxy stats`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatsArgs {
+    /// Only flows newer than this, e.g. 1h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Group by model, session, agent or host.
+    #[arg(long, value_name = "KEY", value_parser = ["model", "session", "agent", "host"])]
+    pub by: Option<String>,
+    /// An array of JSON objects, one per group.
     #[arg(long)]
     pub json: bool,
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -38,19 +39,20 @@ async fn anthropic() -> up::Server {
             let (name, prompt) = rest.split_once(',').unwrap_or((rest, ""));
             let b = json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}});
             let d = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": json!({"prompt": prompt}).to_string()}});
-            sse.push_str(&format!("event: content_block_start\ndata: {b}\n\nevent: content_block_delta\ndata: {d}\n\n"));
+            let _ = write!(sse, "event: content_block_start\ndata: {b}\n\nevent: content_block_delta\ndata: {d}\n\n");
         } else {
             let b = json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});
             let d = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "done"}});
-            sse.push_str(&format!("event: content_block_start\ndata: {b}\n\nevent: content_block_delta\ndata: {d}\n\n"));
+            let _ = write!(sse, "event: content_block_start\ndata: {b}\n\nevent: content_block_delta\ndata: {d}\n\n");
         }
         let stop = if tool.is_empty() { "end_turn" } else { "tool_use" };
-        sse.push_str(&format!(
+        let _ = write!(
+            sse,
             "event: content_block_stop\ndata: {}\n\nevent: message_delta\ndata: {}\n\nevent: message_stop\ndata: {}\n\n",
             json!({"type": "content_block_stop", "index": 0}),
             json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 40}}),
             json!({"type": "message_stop"})
-        ));
+        );
         Response::builder()
             .header("content-type", "text/event-stream")
             .body(full(sse))

@@ -18,6 +18,7 @@ pub mod run;
 pub mod session;
 pub mod sessions;
 pub mod start;
+pub mod stats;
 pub mod status;
 pub mod stop;
 pub mod tui;

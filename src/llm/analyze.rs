@@ -43,10 +43,10 @@ pub fn analyze_timed(flow: &Flow, prices: &PriceTable, frames: &[FrameTime]) -> 
         || req.get("stream").and_then(Value::as_bool) == Some(true)
         || path.contains("streamGenerateContent")
         || path.ends_with("-stream");
-    a.response_model = message.model.clone();
-    a.response_id = message.id.clone();
-    a.stop_reason = message.stop.clone();
-    a.error = message.error.clone();
+    a.response_model.clone_from(&message.model);
+    a.response_id.clone_from(&message.id);
+    a.stop_reason.clone_from(&message.stop);
+    a.error.clone_from(&message.error);
     a.usage = message.usage;
     if api == Api::BedrockInvoke {
         bedrock_header_usage(&mut a, flow);
@@ -147,13 +147,11 @@ pub fn detect(method: &str, path: &str, request: Option<&Value>, flow: &Flow) ->
     // An unusual path: the body's shape.
     let r = request?;
     let has = |k: &str| r.get(k).is_some();
-    if has("anthropic_version") && has("messages") {
-        Some(Api::AnthropicMessages)
-    } else if has("model")
+    let anthropic_shape = has("model")
         && has("messages")
         && has("max_tokens")
-        && r.get("system").is_some_and(|s| !s.is_null())
-    {
+        && r.get("system").is_some_and(|s| !s.is_null());
+    if (has("anthropic_version") && has("messages")) || anthropic_shape {
         Some(Api::AnthropicMessages)
     } else if has("model") && has("messages") {
         Some(Api::OpenAiChat)
@@ -481,7 +479,7 @@ fn response_message(api: Api, flow: &Flow, is_sse: bool, path: &str) -> Message 
     if trimmed.starts_with(b"[") && api == Api::GeminiGenerate {
         // streamGenerateContent without `alt=sse`: a JSON array, element by element.
         json_array_items(trimmed, body.len() - trimmed.len(), |v, end| {
-            m.apply_json(v, Some(end))
+            m.apply_json(v, Some(end));
         });
         return m;
     }

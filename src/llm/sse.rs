@@ -43,6 +43,7 @@ impl SseParser {
 
     /// Feed the next slice and hand each completed event to `on_event`
     /// without keeping it (the analysis path: nothing accumulates).
+    #[allow(clippy::single_match_else)]
     pub fn feed_with(&mut self, bytes: &[u8], mut on_event: impl FnMut(SseEvent)) {
         let base = self.consumed as u64;
         self.consumed += bytes.len();

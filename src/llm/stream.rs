@@ -8,6 +8,7 @@
 //! So the store, the TUI and the filter can never disagree on the tokens.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -169,13 +170,13 @@ impl Message {
         let show = |x: Option<u64>| x.map_or_else(|| "?".to_string(), |n| n.to_string());
         let mut s = format!("in {} · out {}", show(u.input), show(u.output));
         if let Some(n) = u.cache_read.filter(|n| *n > 0) {
-            s.push_str(&format!(" · cache read {n}"));
+            let _ = write!(s, " · cache read {n}");
         }
         if let Some(n) = u.cache_creation.filter(|n| *n > 0) {
-            s.push_str(&format!(" · cache write {n}"));
+            let _ = write!(s, " · cache write {n}");
         }
         if let Some(n) = u.reasoning.filter(|n| *n > 0) {
-            s.push_str(&format!(" · reasoning {n}"));
+            let _ = write!(s, " · reasoning {n}");
         }
         Some(s)
     }
@@ -209,6 +210,7 @@ impl Message {
         self.apply_value(v, None, offset);
     }
 
+    #[allow(clippy::single_match_else)]
     fn apply_value(&mut self, v: &Value, event: Option<&str>, offset: Option<u64>) {
         if let Value::Array(items) = v {
             // A JSON-RPC batch.
