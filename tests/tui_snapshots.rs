@@ -163,6 +163,7 @@ fn status() -> EngineStatus {
             last_error: None,
         },
         flows: HubSnapshot::default(),
+        otel: None,
     }
 }
 
