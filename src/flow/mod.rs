@@ -181,6 +181,15 @@ pub struct Flow {
     pub traffic_type: TrafficType,
     /// From the `x-claude-code-session-id` request header; joins the two legs of one call.
     pub session_id: Option<String>,
+    /// What the exchange means (API, usage, cost, TTFT, tools…), set once by
+    /// the analysis stage when the flow completes; `None` for non-LLM/MCP
+    /// traffic or before completion.
+    #[serde(default)]
+    pub llm: Option<Arc<crate::llm::Analysis>>,
+    /// Arrival times of the first response frames (at most `llm::MAX_FRAMES`),
+    /// for the time to the first token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_frames: Vec<crate::llm::FrameTime>,
 }
 
 impl Flow {
@@ -215,6 +224,8 @@ impl Flow {
             error_type: None,
             traffic_type: TrafficType::Other,
             session_id: None,
+            llm: None,
+            response_frames: Vec::new(),
         }
     }
 

@@ -132,6 +132,9 @@ pub enum PriceError {
     Invalid { path: String, message: String },
 }
 
+/// The table of this process (installed once by the engine from the config).
+static CURRENT: std::sync::OnceLock<PriceTable> = std::sync::OnceLock::new();
+
 /// Model → price.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PriceTable {
@@ -144,6 +147,16 @@ impl PriceTable {
     pub fn bundled() -> Self {
         // The bundled file is checked by a unit test; a broken one gives an empty table.
         Self::parse(BUNDLED, "assets/prices.json").unwrap_or_default()
+    }
+
+    /// Make `table` the one [`PriceTable::shared`] returns; only the first call counts.
+    pub fn install(table: Self) -> bool {
+        CURRENT.set(table).is_ok()
+    }
+
+    /// The process-wide table: the installed one, else the bundled one.
+    pub fn shared() -> &'static Self {
+        CURRENT.get_or_init(Self::bundled)
     }
 
     /// The table the config names (`ccproxy.prices`), else the bundled one.

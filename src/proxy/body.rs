@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use super::record::Record;
 use crate::flow::ErrorKind;
+use crate::llm::{FrameTime, MAX_FRAMES};
 
 /// Error type of every body the proxy hands to hyper.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -35,6 +36,8 @@ pub struct Tapped {
     pub total: u64,
     /// Set when the body did not end cleanly.
     pub error: Option<(ErrorKind, String)>,
+    /// When the first frames arrived (responses only, at most `llm::MAX_FRAMES`).
+    pub frames: Vec<FrameTime>,
 }
 
 /// Forwards frames untouched; copies up to `limit` bytes of data on the side;
@@ -49,6 +52,7 @@ pub struct TeeBody<B> {
     total: u64,
     /// Publish response slices live (identity-encoded responses only).
     live: bool,
+    frames: Vec<FrameTime>,
 }
 
 impl<B: Body + Unpin> TeeBody<B> {
@@ -63,6 +67,7 @@ impl<B: Body + Unpin> TeeBody<B> {
             limit,
             total: 0,
             live: live && limit > 0,
+            frames: Vec::new(),
         };
         // An empty body (GET, HEAD, 204) may never be polled: report it now.
         if tee.inner.is_end_stream() {
@@ -81,10 +86,19 @@ impl<B: Body + Unpin> TeeBody<B> {
             limit: 0,
             total: 0,
             live: false,
+            frames: Vec::new(),
         }
     }
 
     fn feed(&mut self, data: &Bytes) {
+        if self.side == Side::Response && self.frames.len() < MAX_FRAMES && !data.is_empty() {
+            if let Some(r) = &self.record {
+                self.frames.push(FrameTime {
+                    offset: self.total,
+                    elapsed_ms: r.elapsed_ms(),
+                });
+            }
+        }
         self.total += data.len() as u64;
         let room = self.limit.saturating_sub(self.buf.len());
         if room == 0 {
@@ -105,6 +119,7 @@ impl<B: Body + Unpin> TeeBody<B> {
                 captured: std::mem::take(&mut self.buf).freeze(),
                 total: self.total,
                 error,
+                frames: std::mem::take(&mut self.frames),
             };
             record.body_done(self.side, tapped);
         }
@@ -186,6 +201,7 @@ impl<B> Drop for TeeBody<B> {
                 captured: std::mem::take(&mut self.buf).freeze(),
                 total: self.total,
                 error,
+                frames: std::mem::take(&mut self.frames),
             };
             record.body_done(self.side, tapped);
         }

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use postgres_types::{ToSql, Type};
+
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -15,30 +16,9 @@ use crate::llm::{self, Analysis, PriceTable};
 pub const ANALYSIS_VERSION: i32 = 1;
 
 /// The LLM columns, in COPY order after the base ones (all nullable).
-pub const LLM_COLUMNS: &[(&str, Type)] = &[
-    ("api", Type::TEXT),
-    ("response_model", Type::TEXT),
-    ("stop_reason", Type::TEXT),
-    ("cache_read_tokens", Type::INT4),
-    ("cache_creation_tokens", Type::INT4),
-    ("reasoning_tokens", Type::INT4),
-    ("ttft_ms", Type::FLOAT8),
-    ("cost_usd", Type::FLOAT8),
-    ("tool_calls", Type::JSONB),
-    ("ratelimit", Type::JSONB),
-    ("agent", Type::TEXT),
-    ("mcp_method", Type::TEXT),
-    ("provider", Type::TEXT),
-    ("response_id", Type::TEXT),
-    ("stream", Type::BOOL),
-    ("output_tokens_per_s", Type::FLOAT8),
-    ("message_count", Type::INT4),
-    ("system_bytes", Type::INT4),
-    ("tools_bytes", Type::INT4),
-    ("tool_results", Type::JSONB),
-    ("llm_error", Type::TEXT),
-    ("llm_version", Type::INT4),
-];
+pub fn llm_columns() -> &'static [(&'static str, Type)] {
+    &super::row::COLUMNS[super::row::LLM_START..]
+}
 
 fn int(n: Option<u64>) -> Option<i32> {
     n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
@@ -48,7 +28,7 @@ fn text(s: Option<&str>) -> Option<String> {
     s.map(|s| s.replace('\0', "\u{fffd}"))
 }
 
-/// The values of [`LLM_COLUMNS`] for one flow, plus the analysis' own
+/// The values of [`llm_columns`] for one flow, plus the analysis' own
 /// `model`, `input_tokens` and `output_tokens` (which replace the base row's).
 #[derive(Debug, Default)]
 pub struct LlmValues {
@@ -135,7 +115,7 @@ impl LlmValues {
         }
     }
 
-    /// The values in [`LLM_COLUMNS`] order.
+    /// The values in [`llm_columns`] order.
     pub fn as_params(&self) -> [&(dyn ToSql + Sync); 22] {
         [
             &self.api,
@@ -183,14 +163,14 @@ pub const BACKFILL_AT_MIGRATE: i64 = 20_000;
 pub async fn backfill(client: &mut Client, prices: &PriceTable) -> Result<Backfill, StoreError> {
     let mut done = Backfill::default();
     let cols = select_list();
-    let set: Vec<String> = LLM_COLUMNS
+    let set: Vec<String> = llm_columns()
         .iter()
         .enumerate()
         .map(|(i, (n, _))| format!("{n} = ${}", i + 2))
         .chain([
-            format!("model = coalesce(${}, model)", LLM_COLUMNS.len() + 2),
-            format!("input_tokens = ${}", LLM_COLUMNS.len() + 3),
-            format!("output_tokens = ${}", LLM_COLUMNS.len() + 4),
+            format!("model = coalesce(${}, model)", llm_columns().len() + 2),
+            format!("input_tokens = ${}", llm_columns().len() + 3),
+            format!("output_tokens = ${}", llm_columns().len() + 4),
         ])
         .collect();
     let update = format!(
@@ -199,7 +179,7 @@ pub async fn backfill(client: &mut Client, prices: &PriceTable) -> Result<Backfi
     );
     let keep_tokens = format!(
         "UPDATE {TABLE} SET {} WHERE trace_id = $1",
-        LLM_COLUMNS
+        llm_columns()
             .iter()
             .enumerate()
             .map(|(i, (n, _))| format!("{n} = ${}", i + 2))

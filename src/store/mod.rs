@@ -6,6 +6,7 @@
 //! cluster, else memory only), and starts the writer, the spool overflow task and the retention task. The
 //! proxy hands completed flows to [`Store::sink`] and never waits on it.
 
+pub mod llm;
 pub mod managed;
 pub mod migrate;
 pub mod query;
