@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub mod websocket;
+pub use websocket::{WsFrom, WsMessage, WsOpcode};
+
 /// Which listener saw the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -172,6 +175,9 @@ pub struct Flow {
     pub traffic_type: TrafficType,
     /// From the `x-claude-code-session-id` request header; joins the two legs of one call.
     pub session_id: Option<String>,
+    /// A WebSocket flow (status 101): its messages, both directions, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ws_messages: Vec<WsMessage>,
 }
 
 impl Flow {
@@ -206,6 +212,7 @@ impl Flow {
             error_type: None,
             traffic_type: TrafficType::Other,
             session_id: None,
+            ws_messages: Vec::new(),
         }
     }
 

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::record::Record;
 use crate::flow::ErrorKind;
@@ -196,7 +195,7 @@ impl<B> Drop for TeeBody<B> {
 #[derive(Debug)]
 pub enum ProxyBody {
     /// The upstream's response, streamed through the tee.
-    Upstream(TeeBody<Incoming>),
+    Upstream(TeeBody<super::pool::ResponseBody>),
     /// A short local answer (errors, CONNECT established).
     Local(Option<Bytes>),
 }

@@ -54,6 +54,9 @@ pub async fn proxy(
     target: Uri,
     replace_host: bool,
 ) -> Response<ProxyBody> {
+    if super::websocket::is_upgrade(&req) {
+        return super::websocket::relay(state, conn, req, target, replace_host).await;
+    }
     let cfg = &state.config.mitm;
     let (mut parts, body) = req.into_parts();
     let host = target.host().unwrap_or_default();
@@ -102,8 +105,8 @@ pub async fn proxy(
     if replace_host {
         parts.headers.remove(header::HOST);
     }
+    // The pool picks the upstream protocol from the client's version.
     parts.uri = target;
-    parts.version = Version::HTTP_11;
     let body = TeeBody::new(
         body,
         Side::Request,
@@ -170,8 +173,8 @@ async fn passthrough(
     if replace_host {
         parts.headers.remove(header::HOST);
     }
+    // The pool picks the upstream protocol from the client's version.
     parts.uri = target;
-    parts.version = Version::HTTP_11;
     let req = Request::from_parts(parts, TeeBody::passthrough(body));
     match tokio::time::timeout(state.timeouts.response_head, state.client.request(req)).await {
         Ok(Ok(resp)) => {

@@ -15,9 +15,11 @@ pub mod exchange;
 pub mod flowlog;
 pub mod forward;
 pub mod head;
+pub mod pool;
 pub mod record;
 pub mod reverse;
 pub mod upstream;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::body::{Side, Tapped};
 use crate::capture::decode::decode_body;
 use crate::capture::redact::capture_headers;
-use crate::flow::{ErrorKind, Flow, FlowHub};
+use crate::flow::{ErrorKind, Flow, FlowHub, WsMessage};
 
 /// The shared, in-flight state of one exchange.
 #[derive(Debug)]
@@ -111,6 +111,12 @@ impl Record {
         let mut st = self.lock();
         st.end.get_or_insert_with(Instant::now);
         st.error.get_or_insert((kind, message));
+    }
+
+    /// A WebSocket flow's messages (see `websocket.rs`), set once it has closed.
+    pub fn websocket_messages(&self, messages: Vec<WsMessage>) {
+        let mut st = self.lock();
+        Arc::make_mut(&mut st.flow).ws_messages = messages;
     }
 
     /// A live slice of the response body.

@@ -9,11 +9,18 @@ use super::row::{sql_type, COLUMNS, TABLE};
 use super::StoreError;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        4,
+        "0004_websocket",
+        include_str!("../../migrations/0004_websocket.sql"),
+    ),
+];
 
 /// Key for `pg_advisory_xact_lock` ("ccproxy" in ASCII).
 const LOCK_KEY: i64 = 0x0063_6370_726f_7879;
