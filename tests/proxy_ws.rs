@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use ccproxy::flow::{Flow, WsFrom, WsOpcode};
+use ccproxy::flow::{Flow, FlowEvent, WsFrom, WsOpcode};
 use ccproxy::proxy::ReverseRoute;
 use common::db::fresh_db;
 use common::upstream::{self as up, full, ProxyOptions, TestCa};
@@ -521,4 +521,34 @@ async fn h1_clients_get_pooled_http1_upstream_connections() {
         resp.bytes().await.expect("body");
     }
     assert_eq!(upstream.accepted.load(Ordering::SeqCst), first);
+}
+
+#[tokio::test]
+async fn open_websocket_shows_its_messages_live() {
+    let server = echo_server(None).await;
+    let mut proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
+    let target = server.addr.to_string();
+    let tcp = connect_tunnel(proxy.forward, &target).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{target}/live"), tcp)
+        .await
+        .expect("handshake");
+    ws.send(Message::text("first")).await.expect("send");
+    assert_eq!(
+        ws.next().await.expect("echo").expect("frame"),
+        Message::text("first")
+    );
+    // Still open: a viewer gets the messages so far.
+    let live = proxy
+        .next_event(|ev| match ev {
+            FlowEvent::Responded { flow } if flow.ws_messages.len() == 2 => Some(Arc::clone(flow)),
+            _ => None,
+        })
+        .await;
+    assert!(!live.is_complete());
+    assert_eq!(&live.ws_messages[1].data[..], b"first");
+    assert_eq!(live.ws_messages[1].from, WsFrom::Server);
+    ws.close(None).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+    let f = proxy.completed().await;
+    assert_eq!(f.ws_messages.len(), 4);
 }

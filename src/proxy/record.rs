@@ -119,6 +119,16 @@ impl Record {
         Arc::make_mut(&mut st.flow).ws_messages = messages;
     }
 
+    /// An open WebSocket flow's messages so far, shown to viewers (not stored).
+    pub fn websocket_progress(&self, messages: Vec<WsMessage>) {
+        let snapshot = {
+            let mut st = self.lock();
+            Arc::make_mut(&mut st.flow).ws_messages = messages;
+            Arc::clone(&st.flow)
+        };
+        self.hub.responded(snapshot);
+    }
+
     /// A live slice of the response body.
     pub fn response_chunk(&self, data: Bytes) {
         self.hub.response_chunk(self.id, data);

@@ -17,7 +17,7 @@
 pub mod frame;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -37,7 +37,7 @@ use super::upstream::{classify_error, error_chain};
 use super::ProxyState;
 use crate::capture::classify::{classify, is_excluded};
 use crate::capture::redact::capture_headers;
-use crate::flow::{ErrorKind, Flow, WsFrom, WsMessage};
+use crate::flow::{ErrorKind, Flow, WsFrom, WsMessage, WsOpcode};
 use frame::FrameReader;
 
 /// Messages kept per flow; later ones are counted in the byte totals only.
@@ -46,6 +46,9 @@ pub const MAX_MESSAGES: usize = 10_000;
 /// Payload bytes kept per flow, as a multiple of `max_body_size`; past it
 /// messages are kept without their payload.
 pub const KEPT_BYTES_FACTOR: usize = 16;
+
+/// How often an open WebSocket flow's new messages are shown to viewers.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Read buffer of each direction.
 const BUF: usize = 16 * 1024;
@@ -262,6 +265,8 @@ struct Log {
     omitted: u64,
     /// Bytes client→server, server→client.
     totals: [u64; 2],
+    /// A Close message was seen from the client, from the server.
+    closed: [bool; 2],
     error: Option<(ErrorKind, String)>,
 }
 
@@ -280,15 +285,46 @@ impl Pump {
         let log = Mutex::new(Log::default());
         let (cr, cw) = tokio::io::split(TokioIo::new(client));
         let (ur, uw) = tokio::io::split(TokioIo::new(upstream));
-        let both = async {
-            tokio::join!(
-                self.copy(cr, uw, WsFrom::Client, &log),
-                self.copy(ur, cw, WsFrom::Server, &log)
-            )
-        };
-        tokio::select! {
-            _ = both => {}
-            () = self.shutdown.cancelled() => {}
+        {
+            let up = self.copy(cr, uw, WsFrom::Client, &log);
+            let down = self.copy(ur, cw, WsFrom::Server, &log);
+            tokio::pin!(up, down);
+            let (mut up_done, mut down_done) = (false, false);
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut shown = 0;
+            // Both directions until EOF; once both sides sent Close, the
+            // first EOF ends it (a client may keep its socket open after the
+            // closing handshake).
+            let closed = || {
+                let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                log.closed == [true, true]
+            };
+            loop {
+                tokio::select! {
+                    () = &mut up, if !up_done => {
+                        up_done = true;
+                        if down_done || closed() { break }
+                    }
+                    () = &mut down, if !down_done => {
+                        down_done = true;
+                        if up_done || closed() { break }
+                    }
+                    () = self.shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        // Viewers see the messages while the connection is open.
+                        let Some(r) = &self.record else { continue };
+                        let fresh = {
+                            let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                            (log.messages.len() != shown).then(|| log.messages.clone())
+                        };
+                        if let Some(messages) = fresh {
+                            shown = messages.len();
+                            r.websocket_progress(messages);
+                        }
+                    }
+                }
+            }
         }
         let log = log.into_inner().unwrap_or_else(PoisonError::into_inner);
         if log.omitted > 0 {
@@ -326,6 +362,8 @@ impl Pump {
             let n = match from.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => n,
+                // A TLS peer that closes without close_notify: an ordinary end here.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => {
                     lock().error.get_or_insert((
                         ErrorKind::Reset,
@@ -337,6 +375,9 @@ impl Pump {
             if let Some(r) = reader.as_mut() {
                 r.feed(&buf[..n], &mut |m| {
                     let mut log = lock();
+                    if m.opcode == WsOpcode::Close {
+                        log.closed[idx] = true;
+                    }
                     if log.messages.len() >= MAX_MESSAGES {
                         log.omitted += 1;
                         return;
@@ -349,7 +390,8 @@ impl Pump {
                     };
                     log.messages.push(WsMessage {
                         from: side,
-                        offset_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+                        // Whole microseconds: the value survives a JSONB round trip.
+                        offset_ms: self.start.elapsed().as_micros() as f64 / 1000.0,
                         opcode: m.opcode,
                         size: m.size,
                         data,
