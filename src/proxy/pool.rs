@@ -229,7 +229,7 @@ where
             while let Some(conn) = self.checkout(&origin) {
                 self.inner.stats.reused.fetch_add(1, Ordering::Relaxed);
                 match conn {
-                    Fresh::H2(c) => return Ok(self.send_h2(c, req).await?),
+                    Fresh::H2(c) => return self.send_h2(c, req).await,
                     Fresh::H1(send, info) => {
                         match self.send_h1(&origin, send, info, req, false).await {
                             Ok(resp) => return Ok(resp),
@@ -307,9 +307,9 @@ where
         let idle_ms = IDLE_TIMEOUT.as_millis() as u64;
         let mut conns = lock(&origin.conns);
         conns.h2.retain(|c| {
-            !c.send.is_closed()
-                && !(c.load.in_flight.load(Ordering::Relaxed) == 0
-                    && now.saturating_sub(c.load.last_used.load(Ordering::Relaxed)) > idle_ms)
+            let idle = c.load.in_flight.load(Ordering::Relaxed) == 0
+                && now.saturating_sub(c.load.last_used.load(Ordering::Relaxed)) > idle_ms;
+            !c.send.is_closed() && !idle
         });
         let best = conns
             .h2

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod keymap;
 pub mod sse;
 pub mod ui;
+pub mod websocket;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -283,11 +283,11 @@ mod tests {
         match payload.len() {
             n if n < 126 => out.push(m | n as u8),
             n if n <= 0xFFFF => {
-                out.push(m | 126);
+                out.push(m | 0x7E);
                 out.extend_from_slice(&(n as u16).to_be_bytes());
             }
             n => {
-                out.push(m | 127);
+                out.push(m | 0x7F);
                 out.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
