@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::config::parse_duration;
+
 /// ccproxy: see, stream and store every exchange between LLM clients and providers.
 #[derive(Debug, Parser)]
 #[command(name = "ccproxy", version, about, propagate_version = true)]
@@ -180,10 +182,4 @@ pub struct EngineArgs {
     /// Upstream override for origin-form requests.
     #[arg(long)]
     pub upstream: Option<String>,
-}
-
-/// Parse `30d`, `12h`, `90m`, `1h30m` and friends.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30d, 12h, 15m"))
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -282,19 +282,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// The CA directory: `cert_dir` when set, else `<home>/ca`.
-    pub fn ca_dir(&self) -> PathBuf {
-        self.mitm
-            .cert_dir
-            .clone()
-            .unwrap_or_else(|| self.home.join("ca"))
-    }
-
-    /// A path inside `<home>`.
-    pub fn home_path(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.home.join(name)
-    }
 }
 
 fn parse_file(text: &str) -> Result<FileConfig, String> {
@@ -445,9 +432,13 @@ validated!(NonZero, usize, usize, |n| if n == 0 {
     Ok(n)
 });
 validated!(UrlValue, String, String, |s| validate_url(&s));
-validated!(DurationValue, Duration, String, |s| {
-    crate::cli::parse_duration(&s)
-});
+validated!(DurationValue, Duration, String, |s| { parse_duration(&s) });
+
+/// Parse `30d`, `12h`, `90m`, `1h30m` and friends (config values and CLI flags).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30d, 12h, 15m"))
+}
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

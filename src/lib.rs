@@ -1,49 +1,23 @@
 //! ccproxy: an intercepting proxy for LLM traffic with a live terminal UI and
-//! PostgreSQL capture. `run` dispatches the CLI; each subsystem lives in its
-//! own module (see STYLE.md for the layout).
+//! PostgreSQL capture. `run` dispatches the CLI to `cmd`; the layers point one
+//! way (README "Architecture"): main → cmd → engine → {proxy, store} →
+//! capture → flow.
 
 pub mod capture;
 pub mod cli;
+pub mod cmd;
 pub mod config;
-pub mod daemon;
 pub mod engine;
-pub mod export;
 pub mod flow;
+pub mod home;
 pub mod proxy;
 pub mod store;
 pub mod tui;
 
-use std::fmt;
-
 use cli::{Cli, Command};
-use config::{Config, ConfigError, Overrides};
+use config::ConfigError;
 
-/// An error that ends the program with a specific exit code and one line for the user.
-#[derive(Debug)]
-pub struct ExitError {
-    /// Process exit code.
-    pub code: i32,
-    /// What went wrong and what to do about it.
-    pub message: String,
-}
-
-impl ExitError {
-    /// An error with an explicit exit code.
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ExitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ExitError {}
+pub use cmd::ExitError;
 
 /// Parse-free entry point used by `main`: run the command, print the error, return the exit code.
 pub fn main_with(cli: Cli) -> i32 {
@@ -82,33 +56,19 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-/// Load the configuration for a command, with its flag overrides.
-pub fn load_config(
-    cli: &Cli,
-    port: Option<u16>,
-    upstream: Option<String>,
-) -> Result<Config, ConfigError> {
-    Config::load(&Overrides {
-        home: cli.home.clone(),
-        config: cli.config.clone(),
-        port,
-        upstream,
-    })
-}
-
 /// Run one CLI command; the returned value is the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
-        Command::Start(args) => daemon::start(&cli, args).await,
-        Command::Stop => daemon::stop(&load_config(&cli, None, None)?).await,
-        Command::Status(args) => daemon::status(&load_config(&cli, None, None)?, args, false).await,
-        Command::Run(args) => daemon::run_command(&load_config(&cli, None, None)?, args).await,
-        Command::Mitm(cmd) => daemon::mitm(&cli, cmd).await,
-        Command::Tui => tui::command(&cli).await,
-        Command::Db(cmd) => store::command(&load_config(&cli, None, None)?, cmd).await,
-        Command::Ca(args) => proxy::ca::command(&load_config(&cli, None, None)?, args),
-        Command::Export(args) => export::command(&load_config(&cli, None, None)?, args).await,
-        Command::Logs(args) => daemon::logs(&load_config(&cli, None, None)?, args).await,
-        Command::Engine(args) => daemon::engine_main(&cli, args).await,
+        Command::Start(args) => cmd::start::start(&cli, args).await,
+        Command::Stop => cmd::stop::stop(&cmd::config(&cli)?).await,
+        Command::Status(args) => cmd::status::status(&cmd::config(&cli)?, args, false).await,
+        Command::Run(args) => cmd::run::run_command(&cmd::config(&cli)?, args).await,
+        Command::Mitm(c) => cmd::mitm::mitm(&cli, c).await,
+        Command::Tui => cmd::tui::tui(&cli).await,
+        Command::Db(c) => cmd::db::db(&cmd::config(&cli)?, c).await,
+        Command::Ca(args) => cmd::ca::ca(&cmd::config(&cli)?, args),
+        Command::Export(args) => cmd::export::export(&cmd::config(&cli)?, args).await,
+        Command::Logs(args) => cmd::logs::logs(&cmd::config(&cli)?, args).await,
+        Command::Engine(args) => cmd::engine::engine_main(&cli, args).await,
     }
 }

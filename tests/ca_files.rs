@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ccproxy::config::{Config, Overrides};
+use ccproxy::home;
 use ccproxy::proxy::ca::{CaError, CertAuthority};
 
 fn config(home: &Path) -> Config {
@@ -215,4 +216,53 @@ fn garbage_certificate_is_rejected() {
     fs::write(home.path().join("ca/ca.pem"), "not a certificate\n").expect("write");
     let err = CertAuthority::load_or_create(&cfg).expect_err("garbage");
     assert!(matches!(err, CaError::BadCert { .. }), "{err}");
+}
+
+/// A read-only enterprise `cert_dir`: the CA writes its bundle under
+/// `<home>/ca/`, and the variables `ccproxy run` and the gateway child get
+/// name that file, which exists and ends with the CA.
+#[test]
+fn read_only_cert_dir_routes_clients_to_the_bundle_that_exists() {
+    let home_dir = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    let maker = tempfile::tempdir().expect("tempdir");
+    CertAuthority::load_or_create(&config(maker.path())).expect("make a CA");
+    for f in ["ca.pem", "ca-key.pem"] {
+        fs::copy(maker.path().join("ca").join(f), certs.path().join(f)).expect("copy");
+    }
+    // Unwritable even for root: `bundle.pem` there is a directory a file cannot replace.
+    fs::create_dir(certs.path().join("bundle.pem")).expect("mkdir");
+    fs::set_permissions(certs.path(), fs::Permissions::from_mode(0o555)).expect("chmod");
+
+    let mut cfg = config(home_dir.path());
+    cfg.mitm.cert_dir = Some(certs.path().to_path_buf());
+    let ca = CertAuthority::load_or_create(&cfg).expect("enterprise ca");
+    assert_eq!(ca.bundle_path(), home_dir.path().join("ca/bundle.pem"));
+    assert_eq!(ca.cert_path(), certs.path().join("ca.pem"));
+    // `ccproxy run` finds the same files without loading the CA.
+    assert_eq!(ccproxy::proxy::ca::locate(&cfg), ca.files());
+
+    let forward = "127.0.0.1:8081".parse().expect("addr");
+    let run_env = home::client_env(forward, None, &ccproxy::proxy::ca::locate(&cfg), &|_| None);
+    let gateway_env = home::routing_env(forward, &ca.files());
+    for env in [&run_env, &gateway_env] {
+        let get = |k: &str| {
+            env.iter()
+                .find(|(n, _)| n == k)
+                .map_or_else(|| panic!("{k} is set"), |(_, v)| v.clone())
+        };
+        for k in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+            let path = get(k);
+            let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{k}={path}: {e}"));
+            assert!(text.ends_with(ca.cert_pem()), "{k}={path} ends with the CA");
+            assert!(pem_count(&text) >= 1);
+        }
+        let node = get("NODE_EXTRA_CA_CERTS");
+        assert_eq!(
+            fs::read_to_string(&node).expect("ca.pem"),
+            ca.cert_pem(),
+            "NODE_EXTRA_CA_CERTS={node} is the CA itself"
+        );
+    }
+    fs::set_permissions(certs.path(), fs::Permissions::from_mode(0o755)).expect("chmod back");
 }

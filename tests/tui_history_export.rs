@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ccproxy::flow::history::FlowHistory;
 use ccproxy::store::query::Reader;
 use ccproxy::store::Store;
 use ccproxy::tui::app::{Action, App, Effect, HISTORY_PAGE};
@@ -39,21 +40,21 @@ async fn stored(url: &str, n: usize) -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_pages_load_newest_first_then_older_on_scroll() {
     let db = fresh_db().await;
-    let n = HISTORY_PAGE as usize + 20;
+    let n = HISTORY_PAGE + 20;
     let _home = stored(&db.url, n).await;
-    let reader = Reader::from_url(&db.url).await.expect("reader");
+    let reader: Arc<dyn FlowHistory> = Arc::new(Reader::from_url(&db.url).await.expect("reader"));
 
     let mut app = App::new("attached", true, chrono::Utc::now());
     let Some(Effect::LoadOlder { before }) = app.take_effects().pop() else {
         panic!("no initial history request");
     };
     let page = reader.page(before, HISTORY_PAGE).await.expect("page");
-    let exhausted = (page.len() as i64) < HISTORY_PAGE;
+    let exhausted = page.len() < HISTORY_PAGE;
     app.update(Action::History {
         flows: page,
         exhausted,
     });
-    assert_eq!(app.len(), HISTORY_PAGE as usize);
+    assert_eq!(app.len(), HISTORY_PAGE);
     // Scroll to the top and past it: the older page is requested and prepended.
     app.update(Action::ToggleFollow);
     app.update(Action::Top);

@@ -14,6 +14,7 @@ use ccproxy::tui::ui;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
 use ratatui::Terminal;
 use uuid::Uuid;
 
@@ -188,7 +189,7 @@ fn app_with_fixtures() -> App {
 
 fn draw(app: &mut App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(120, 30)).expect("terminal");
-    app.prepare();
+    app.prepare(ui::viewport(Rect::new(0, 0, 120, 30), app));
     terminal.draw(|f| ui::draw(f, app)).expect("draw");
     terminal.backend().to_string()
 }
@@ -376,12 +377,12 @@ fn search_in_body_moves_between_hits() {
         app.update(Action::SearchKey(key(c).into()));
     }
     app.update(Action::SearchSubmit);
-    let n = app.hits.len();
+    let n = app.detail.hits.len();
     assert!(n >= 1, "hits {n}");
     app.update(Action::NextHit);
-    assert_eq!(app.hit, 1 % n);
+    assert_eq!(app.detail.hit, 1 % n);
     app.update(Action::PrevHit);
-    assert_eq!(app.hit, 0);
+    assert_eq!(app.detail.hit, 0);
 }
 
 #[test]
@@ -439,12 +440,16 @@ fn history_prepends_older_flows_and_keeps_selection() {
 #[test]
 fn body_budget_drops_the_oldest_bodies_first() {
     let mut app = App::new("attached", false, t0());
-    app.body_budget = 1_000;
+    app.flows.set_budget(1_000);
     for f in fixtures() {
         let f = Arc::new(f);
         app.update(event(FlowEvent::Completed { flow: f }));
     }
-    assert!(app.body_bytes() <= 1_000, "{}", app.body_bytes());
+    assert!(
+        app.flows.body_bytes() <= 1_000,
+        "{}",
+        app.flows.body_bytes()
+    );
     // The oldest (the 1.8 KB LLM exchange) lost its bodies, the newest kept theirs.
     assert!(app
         .visible_entry(0)

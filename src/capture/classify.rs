@@ -5,6 +5,7 @@
 //! brackets, so `API.Anthropic.com:443` and `[::1]:8080` classify like
 //! `api.anthropic.com` and `::1`.
 
+use super::host::normalize as normalize_host;
 use crate::flow::TrafficType;
 
 /// LLM hosts recognised even when `llm_hosts` does not list them.
@@ -61,21 +62,6 @@ pub fn is_excluded(host: &str, excluded_hosts: &[String]) -> bool {
             None => host == pattern,
         }
     })
-}
-
-/// Lowercase, without port, IPv6 brackets or a trailing dot.
-fn normalize_host(host: &str) -> String {
-    let host = host.trim();
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        // `[::1]` or `[::1]:443`
-        rest.split_once(']').map_or(rest, |(ip, _)| ip)
-    } else if host.matches(':').count() == 1 {
-        // `name:port`; a bare IPv6 address has several colons and no port.
-        host.split_once(':').map_or(host, |(name, _)| name)
-    } else {
-        host
-    };
-    bare.trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -3,5 +3,6 @@
 
 pub mod classify;
 pub mod decode;
+pub mod host;
 pub mod redact;
 pub mod sanitize;

@@ -29,8 +29,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::cli::CaArgs;
+use crate::capture::host::normalize as normalize_host;
 use crate::config::Config;
+pub use crate::home::CaFiles;
+use crate::home::Home;
 
 /// Midnight UTC of `t`'s day, in rcgen's time type.
 macro_rules! day {
@@ -101,6 +103,45 @@ pub enum CaError {
     Tls(#[from] rustls::Error),
 }
 
+/// Find the files of the CA an engine in this home uses, without loading or
+/// creating anything (for `ccproxy run`, whose engine already made them):
+/// the bundle is the first candidate that ends with our certificate.
+pub fn locate(cfg: &Config) -> CaFiles {
+    let home = Home::new(cfg);
+    let dir = home.ca_dir().to_path_buf();
+    let cert = dir.join(CA_CERT_FILE);
+    let candidates = bundle_candidates(&home, cfg.mitm.cert_dir.is_some());
+    let ca_pem = fs::read_to_string(&cert).unwrap_or_default();
+    let bundle = candidates
+        .iter()
+        .find(|p| !ca_pem.is_empty() && fs::read_to_string(p).is_ok_and(|b| b.ends_with(&ca_pem)))
+        .or_else(|| candidates.iter().find(|p| p.is_file()))
+        .unwrap_or(&candidates[0])
+        .clone();
+    CaFiles { dir, cert, bundle }
+}
+
+/// How to trust the CA, as data: `(where, command)` pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    /// The certificate and bundle paths.
+    pub files: CaFiles,
+    /// System-wide trust, per platform.
+    pub system: Vec<(&'static str, String)>,
+    /// Per-process trust, per runtime.
+    pub per_process: Vec<(&'static str, String)>,
+}
+
+/// Where the bundle may go: beside the CA, and for an enterprise `cert_dir`
+/// (which may be read-only) `<home>/ca/` as the fallback.
+fn bundle_candidates(home: &Home, enterprise: bool) -> Vec<PathBuf> {
+    let mut candidates = vec![home.ca_dir().join(BUNDLE_FILE)];
+    if enterprise {
+        candidates.push(home.own_ca_dir().join(BUNDLE_FILE));
+    }
+    candidates
+}
+
 /// Our CA: signs a leaf certificate per intercepted host and serves the
 /// matching TLS configuration from a cache.
 pub struct CertAuthority {
@@ -126,11 +167,12 @@ impl std::fmt::Debug for CertAuthority {
 }
 
 impl CertAuthority {
-    /// Load the CA from `cfg.ca_dir()`, creating it there on first use (unless
+    /// Load the CA from [`Home::ca_dir`], creating it there on first use (unless
     /// `cert_dir` names an enterprise CA, which must exist). Also makes sure
     /// `bundle.pem` exists.
     pub fn load_or_create(cfg: &Config) -> Result<Arc<Self>, CaError> {
-        let dir = cfg.ca_dir();
+        let home = Home::new(cfg);
+        let dir = home.ca_dir().to_path_buf();
         let enterprise = cfg.mitm.cert_dir.is_some();
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
@@ -165,7 +207,7 @@ impl CertAuthority {
             }
         }
         let ca = Self::load(&dir, &cert_path, &key_path)?;
-        let bundle = ensure_bundle(&dir, &cfg.home, &ca.cert_pem, enterprise)?;
+        let bundle = ensure_bundle(&bundle_candidates(&home, enterprise), &ca.cert_pem)?;
         Ok(Arc::new(Self { bundle, ..ca }))
     }
 
@@ -327,46 +369,38 @@ impl CertAuthority {
         self.ca_der.clone()
     }
 
+    /// Where its files are: what clients trust and the bundle they load.
+    pub fn files(&self) -> CaFiles {
+        CaFiles {
+            dir: self.dir.clone(),
+            cert: self.cert_path(),
+            bundle: self.bundle_path(),
+        }
+    }
+
+    /// Where the CA is and how to trust it, as data for `ccproxy ca` to show.
+    pub fn trust(&self) -> Trust {
+        let files = self.files();
+        let cert = files.cert.display().to_string();
+        let bundle = files.bundle.display().to_string();
+        Trust {
+            system: vec![
+                ("Debian/Ubuntu", format!("sudo cp {cert} /usr/local/share/ca-certificates/ccproxy.crt && sudo update-ca-certificates")),
+                ("macOS", format!("sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {cert}")),
+            ],
+            per_process: vec![
+                ("Node.js", format!("export NODE_EXTRA_CA_CERTS={cert}")),
+                ("Python, curl, others", format!("export SSL_CERT_FILE={bundle} REQUESTS_CA_BUNDLE={bundle} CURL_CA_BUNDLE={bundle}")),
+            ],
+            files,
+        }
+    }
+
     /// How many hosts have a cached leaf right now.
     pub fn cached_leaves(&self) -> u64 {
         self.leaves.run_pending_tasks();
         self.leaves.entry_count()
     }
-}
-
-/// `ccproxy ca [--pem]`: where the CA is and how to trust it, or the PEM.
-pub fn command(cfg: &Config, args: &CaArgs) -> anyhow::Result<i32> {
-    let ca = CertAuthority::load_or_create(cfg)?;
-    if args.pem {
-        print!("{}", ca.cert_pem());
-        return Ok(0);
-    }
-    let cert = ca.cert_path();
-    let cert = cert.display();
-    let bundle = ca.bundle_path();
-    let bundle = bundle.display();
-    println!("CA certificate: {cert}");
-    println!("CA bundle (system roots + this CA): {bundle}");
-    println!();
-    println!("Trust it system-wide:");
-    println!("  Debian/Ubuntu: sudo cp {cert} /usr/local/share/ca-certificates/ccproxy.crt && sudo update-ca-certificates");
-    println!("  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {cert}");
-    println!("Or per process:");
-    println!("  Node.js:              export NODE_EXTRA_CA_CERTS={cert}");
-    println!("  Python, curl, others: export SSL_CERT_FILE={bundle} REQUESTS_CA_BUNDLE={bundle} CURL_CA_BUNDLE={bundle}");
-    println!("Or let ccproxy set all of that for one command: ccproxy run -- CMD ARGS");
-    println!("Print the certificate itself with: ccproxy ca --pem");
-    Ok(0)
-}
-
-/// Lowercase, without a trailing dot or IPv6 brackets: one cache entry per host.
-fn normalize_host(host: &str) -> String {
-    let h = host.trim().trim_end_matches('.');
-    let h = h
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(h);
-    h.to_ascii_lowercase()
 }
 
 /// Write a new CA into a temporary directory beside `dir` and rename it into
@@ -490,19 +524,11 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
 }
 
 /// Make sure a bundle (system roots + our CA) exists and ends with our CA;
-/// returns its path. For an enterprise `cert_dir` that is not writable, the
-/// bundle goes to `<home>/ca/bundle.pem`.
-fn ensure_bundle(
-    dir: &Path,
-    home: &Path,
-    ca_pem: &str,
-    enterprise: bool,
-) -> Result<PathBuf, CaError> {
-    let mut candidates = vec![dir.join(BUNDLE_FILE)];
-    if enterprise {
-        candidates.push(home.join("ca").join(BUNDLE_FILE));
-    }
-    for path in &candidates {
+/// returns its path: the first of `candidates` that holds it or can be
+/// written (for an enterprise `cert_dir` that is not writable,
+/// `<home>/ca/bundle.pem`).
+fn ensure_bundle(candidates: &[PathBuf], ca_pem: &str) -> Result<PathBuf, CaError> {
+    for path in candidates {
         if fs::read_to_string(path).is_ok_and(|b| b.ends_with(ca_pem)) {
             return Ok(path.clone());
         }
@@ -510,6 +536,7 @@ fn ensure_bundle(
     let bundle = build_bundle(ca_pem);
     let mut last_err = None;
     for path in candidates {
+        let path = path.clone();
         if let Some(parent) = path.parent() {
             let _ = DirBuilder::new().recursive(true).mode(0o700).create(parent);
         }
@@ -520,7 +547,7 @@ fn ensure_bundle(
     }
     Err(last_err.unwrap_or(CaError::Io {
         action: "write",
-        path: dir.join(BUNDLE_FILE),
+        path: candidates.first().cloned().unwrap_or_default(),
         source: std::io::Error::other("no place for the bundle"),
     }))
 }

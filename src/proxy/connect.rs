@@ -166,13 +166,9 @@ where
     Ok(())
 }
 
-/// The host of an authority without IPv6 brackets, lowercase.
+/// The host of an authority, normalised ([`crate::capture::host::normalize`]).
 pub fn bare_host(authority: &Authority) -> String {
-    authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
+    crate::capture::host::normalize(authority.host())
 }
 
 /// An I/O stream that first replays bytes already read from it.

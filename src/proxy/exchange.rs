@@ -59,11 +59,7 @@ pub async fn proxy(
     }
     let cfg = &state.config.mitm;
     let (mut parts, body) = req.into_parts();
-    let host = target.host().unwrap_or_default();
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
+    let host = crate::capture::host::normalize(target.host().unwrap_or_default());
     let path = target
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)

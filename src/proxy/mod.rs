@@ -12,7 +12,6 @@ pub mod body;
 pub mod ca;
 pub mod connect;
 pub mod exchange;
-pub mod flowlog;
 pub mod forward;
 pub mod head;
 pub mod pool;
@@ -38,7 +37,6 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::flow::FlowHub;
 
-pub use flowlog::spawn_flow_log;
 pub use upstream::Timeouts;
 
 use exchange::Conn;

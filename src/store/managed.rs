@@ -191,7 +191,7 @@ pub fn find_bindir() -> Option<PathBuf> {
 /// Where the cluster for `home` lives, and as whom it runs.
 pub fn locate(home: &Path) -> Result<Location, StoreError> {
     let run_as = server_identity()?;
-    let preferred = home.join("pg");
+    let preferred = home.join(crate::home::PG_DIR);
     let socket_fits = preferred.join(".s.PGSQL.5432").as_os_str().len() <= MAX_SOCKET_PATH;
     let reachable = socket_fits
         && match run_as {

@@ -23,7 +23,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
-use crate::cli::DbCommand;
 use crate::config::Config;
 use crate::flow::{Flow, FlowSink};
 use spool::{SharedSpool, Spool};
@@ -242,7 +241,7 @@ impl Store {
                 }
             },
         };
-        let spool_dir = cfg.home_path("spool");
+        let spool_dir = crate::home::Home::new(cfg).spool();
         let spool = Spool::open(&spool_dir, cfg.mitm.spool_max_bytes).map_err(|source| {
             StoreError::Spool {
                 path: spool_dir.clone(),
@@ -465,90 +464,23 @@ async fn retention_task(
     }
 }
 
-/// `ccproxy db …`: migrate, url, status, prune.
-pub async fn command(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
-    use anyhow::Context as _;
-    let target = resolve(cfg).await?.ok_or(StoreError::NoDatabase)?;
-    let url = target.url().to_string();
-    if matches!(cmd, DbCommand::Url) {
-        println!("{url}");
-        return Ok(0);
-    }
-    if let DbCommand::Status = cmd {
-        return status(cfg, &target).await;
-    }
-    let mut client = connect(&url)
-        .await
-        .map_err(StoreError::Db)
-        .with_context(|| {
-            format!(
-                "cannot connect to {}; check that the server runs and the URL is right",
-                redact_url(&url)
-            )
-        })?;
-    match cmd {
-        DbCommand::Migrate => {
-            let n = migrate::migrate(&mut client).await?;
-            let v = migrate::current_version(&client).await?.unwrap_or(0);
-            println!("applied {n} migration(s); schema version {v}");
-        }
-        DbCommand::Prune(args) => {
-            migrate::check_columns(&client).await?;
-            let n = prune(&client, args.older_than).await?;
-            println!(
-                "deleted {n} flow(s) older than {}",
-                humantime::format_duration(args.older_than)
-            );
-        }
-        DbCommand::Url | DbCommand::Status => {}
-    }
-    Ok(0)
+/// What `ccproxy db status` shows about a reachable server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// `SHOW server_version`.
+    pub version: String,
+    /// The applied schema version, if any.
+    pub schema: Option<i32>,
+    /// The newest migration this binary knows.
+    pub latest: i32,
+    /// Row count and total size (pretty) of the flows table, when it exists.
+    pub table: Option<(i64, String)>,
 }
 
-async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
-    let url = target.url();
-    println!("database: {}", redact_url(url));
-    match target {
-        Target::Url(_) => println!("source:   configured URL"),
-        Target::Managed(m) => {
-            println!("source:   managed cluster in {}", m.cluster_dir.display());
-            if !m.cluster_dir.starts_with(&cfg.home) {
-                println!(
-                    "          (not in {}: the postgres user cannot enter it, or the socket path would be too long)",
-                    cfg.home.display()
-                );
-            }
-            println!("log:      {}", m.cluster_dir.join("server.log").display());
-        }
-    }
-    let spool_dir = cfg.home_path("spool");
-    let segments = spool::list_segments(&spool_dir).unwrap_or_default();
-    let spool_bytes: u64 = segments
-        .iter()
-        .filter_map(|(_, p)| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    println!(
-        "spool:    {} segment(s), {spool_bytes} bytes in {}",
-        segments.len(),
-        spool_dir.display()
-    );
-    let client = match connect(url).await {
-        Ok(c) => c,
-        Err(e) => {
-            println!("server:   unreachable ({})", describe(&e));
-            return Ok(1);
-        }
-    };
+/// Server version, schema version and table size.
+pub async fn server_info(client: &Client) -> Result<ServerInfo, StoreError> {
     let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
-    println!("server:   PostgreSQL {version}, up");
-    let schema = migrate::current_version(&client).await?;
-    let latest = migrate::latest_version();
-    match schema {
-        Some(v) if v >= latest => println!("schema:   version {v} (current)"),
-        Some(v) => println!("schema:   version {v}; run `ccproxy db migrate` for {latest}"),
-        None => println!("schema:   none; run `ccproxy db migrate`"),
-    }
+    let schema = migrate::current_version(client).await?;
     let exists: bool = client
         .query_one(
             "SELECT to_regclass('\"CCProxy_HttpTraces\"') IS NOT NULL",
@@ -556,7 +488,7 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
         )
         .await?
         .get(0);
-    if exists {
+    let table = if exists {
         let r = client
             .query_one(
                 &format!(
@@ -566,12 +498,27 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
                 &[],
             )
             .await?;
-        let rows: i64 = r.get(0);
-        let size: String = r.get(1);
-        println!("rows:     {rows}");
-        println!("size:     {size} (table, indexes and TOAST)");
-    }
-    Ok(0)
+        Some((r.get(0), r.get(1)))
+    } else {
+        None
+    };
+    Ok(ServerInfo {
+        version,
+        schema,
+        latest: migrate::latest_version(),
+        table,
+    })
+}
+
+/// Segments and bytes held in a spool directory.
+pub fn spool_usage(dir: &std::path::Path) -> (usize, u64) {
+    let segments = spool::list_segments(dir).unwrap_or_default();
+    let bytes = segments
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    (segments.len(), bytes)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 use super::row::{from_row, select_list, TABLE};
 use crate::config::Config;
+use crate::flow::history::FlowHistory;
 use crate::flow::Flow;
 
 /// A read connection to the flows table.
@@ -91,5 +92,21 @@ impl Reader {
             }
         };
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+/// The TUI's history pages come from here.
+impl FlowHistory for Reader {
+    fn page(
+        &self,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<Flow>, String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(async move {
+            Reader::page(self, before, limit)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
     }
 }

@@ -8,9 +8,10 @@ use crossterm::event::{Event as TermEvent, EventStream, KeyEvent};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::instrument::WithSubscriber as _;
 
 use super::app::Action;
-use crate::engine::Feed;
+use crate::engine::status::Feed;
 
 /// Everything the loop reacts to.
 pub enum Event {
@@ -27,7 +28,7 @@ pub enum Event {
     /// A finished effect reporting back.
     Action(Action),
     /// The stored-history reader connected.
-    HistoryReady(std::sync::Arc<crate::store::query::Reader>),
+    HistoryReady(std::sync::Arc<dyn crate::flow::history::FlowHistory>),
 }
 
 /// The receiving end of the merged event stream.
@@ -49,41 +50,44 @@ impl Events {
     ) -> Self {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let out = tx.clone();
-        tokio::spawn(async move {
-            let mut keys = terminal.then(EventStream::new);
-            let mut ticker = tokio::time::interval(tick);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut feed_open = true;
-            loop {
-                let ev = tokio::select! {
-                    () = cancel.cancelled() => break,
-                    _ = ticker.tick() => Event::Tick,
-                    term = next_term(&mut keys) => match term {
-                        Some(Ok(TermEvent::Key(k))) => Event::Key(k),
-                        Some(Ok(TermEvent::Resize(..))) => Event::Resize,
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "terminal input failed");
-                            keys = None;
-                            continue;
-                        }
-                        None => {
-                            keys = None;
-                            continue;
-                        }
-                    },
-                    msg = feed.recv(), if feed_open => if let Some(f) = msg {
-                        Event::Feed(f)
-                    } else {
-                        feed_open = false;
-                        Event::FeedClosed
-                    },
-                };
-                if out.send(ev).await.is_err() {
-                    break;
+        tokio::spawn(
+            async move {
+                let mut keys = terminal.then(EventStream::new);
+                let mut ticker = tokio::time::interval(tick);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut feed_open = true;
+                loop {
+                    let ev = tokio::select! {
+                        () = cancel.cancelled() => break,
+                        _ = ticker.tick() => Event::Tick,
+                        term = next_term(&mut keys) => match term {
+                            Some(Ok(TermEvent::Key(k))) => Event::Key(k),
+                            Some(Ok(TermEvent::Resize(..))) => Event::Resize,
+                            Some(Ok(_)) => continue,
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "terminal input failed");
+                                keys = None;
+                                continue;
+                            }
+                            None => {
+                                keys = None;
+                                continue;
+                            }
+                        },
+                        msg = feed.recv(), if feed_open => if let Some(f) = msg {
+                            Event::Feed(f)
+                        } else {
+                            feed_open = false;
+                            Event::FeedClosed
+                        },
+                    };
+                    if out.send(ev).await.is_err() {
+                        break;
+                    }
                 }
             }
-        });
+            .with_current_subscriber(),
+        );
         Self { rx, tx }
     }
 

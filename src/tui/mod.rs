@@ -1,36 +1,44 @@
 //! The terminal UI: live flows and keyboard-driven inspection.
 //!
-//! `app` holds the state and applies actions without I/O; `event` merges
-//! terminal input, ticks and the engine feed into one stream; `keymap` maps
-//! keys to actions; `ui` draws. This module runs the loop: drain pending
-//! events, carry out effects, draw at most once per frame.
+//! [`run`] is the only entry: it takes a feed, an optional stored history and
+//! where to write files, and knows nothing of engines, configuration or the
+//! store. The loop runs on its own thread with its own runtime, so drawing
+//! and refiltering never hold a proxy worker.
+//!
+//! `app` routes [`Action`]s into the state (`model/`) without I/O; `event`
+//! merges terminal input, ticks and the feed into one stream; `bindings` maps
+//! keys to actions; `columns` lists the table's columns; `ui` draws. The loop:
+//! drain pending events, carry out effects, draw at most once per frame.
 
+pub mod action;
 pub mod app;
+pub mod bindings;
 pub mod body;
+pub mod columns;
+pub mod curl;
 pub mod event;
-pub mod filter;
-pub mod keymap;
+pub mod model;
 pub mod sse;
 pub mod ui;
 pub mod websocket;
 
+/// The old entry points, kept until `cmd/` owns them (removed at the merge).
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::instrument::WithSubscriber as _;
 
 use self::app::{Action, App, Effect, HISTORY_PAGE};
 use self::event::{Event, Events};
-use crate::cli::Cli;
-use crate::config::Config;
-use crate::engine::{self, Engine, Feed, Mode};
-use crate::store::query::Reader;
+use crate::engine::status::Feed;
+use crate::flow::history::FlowHistory;
 
 /// Shortest time between two frames (about 30 frames per second).
 const FRAME: Duration = Duration::from_millis(33);
@@ -39,67 +47,63 @@ const TICK: Duration = Duration::from_millis(250);
 /// Most events applied before a frame is drawn, so a flood cannot freeze the screen.
 const DRAIN_MAX: usize = 20_000;
 
+/// Everything the TUI needs from whoever starts it.
+pub struct TuiSetup {
+    /// Engine events, status and lag, in-process or over the control socket.
+    pub feed: mpsc::Receiver<Feed>,
+    /// Stored history, when there may be some: awaited in the background so
+    /// a slow database never delays the first frame (`None` from it: no history).
+    pub history: Option<BoxFuture<'static, Option<Arc<dyn FlowHistory>>>>,
+    /// Where `b` saves bodies.
+    pub saved_dir: PathBuf,
+    /// Where `w` writes HAR files.
+    pub exports_dir: PathBuf,
+    /// Where the feed comes from, shown in the header (`attached`, `in-process`).
+    pub source: &'static str,
+}
+
 /// Errors of the TUI that a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum TuiError {
     /// No terminal to draw on.
     #[error("cannot use the terminal ({0}); run `ccproxy tui` in an interactive terminal, or `ccproxy start --headless`")]
     Terminal(std::io::Error),
+    /// The terminal went away while drawing.
+    #[error("drawing the screen failed: {0}")]
+    Draw(std::io::Error),
+    /// The TUI's thread or runtime could not start.
+    #[error("cannot start the TUI thread: {0}")]
+    Thread(std::io::Error),
 }
 
-/// `ccproxy tui`: attach to the running engine, or start one in-process.
-pub async fn command(cli: &Cli) -> anyhow::Result<i32> {
-    let cfg = Arc::new(crate::load_config(cli, None, None)?);
-    let _log = init_logging(&cfg);
-    if let Some(feed) = engine::attach(&cfg).await? {
-        return run_source(cfg, feed, History::Connect, "attached").await;
-    }
-    let engine = Engine::start(Arc::clone(&cfg), Mode::Dual)
-        .await
-        .context("no engine was running and starting one in-process failed")?;
-    run_with_engine(cfg, engine).await
-}
-
-/// The TUI on an in-process engine (`start` without `--headless`); stops the engine on exit.
-pub async fn run_with_engine(cfg: Arc<Config>, engine: Engine) -> anyhow::Result<i32> {
-    let _log = init_logging(&cfg);
-    let feed = engine.feed();
-    let result = run_source(Arc::clone(&cfg), feed, History::Connect, "in-process").await;
-    engine.shutdown().await;
-    result
-}
-
-/// The TUI on any feed, with optional stored history.
-pub async fn run(
-    cfg: Arc<Config>,
-    feed: mpsc::Receiver<Feed>,
-    history: Option<Reader>,
-) -> anyhow::Result<i32> {
-    let _log = init_logging(&cfg);
-    let history = history.map_or(History::Off, |r| History::Ready(Arc::new(r)));
-    run_source(cfg, feed, history, "live").await
-}
-
-/// Where stored history comes from.
-enum History {
-    /// None.
-    Off,
-    /// This reader.
-    Ready(Arc<Reader>),
-    /// Connect in the background, so a slow database never delays the first frame.
-    Connect,
-}
-
-fn connect_history(cfg: Arc<Config>, tx: mpsc::Sender<Event>) {
-    tokio::spawn(async move {
-        match Reader::connect(&cfg).await {
-            Ok(Some(r)) => {
-                let _ = tx.send(Event::HistoryReady(Arc::new(r))).await;
-            }
-            Ok(None) => tracing::info!("storage is off: no stored history"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "stored history unavailable"),
+/// Run the TUI until the user quits. Blocks the calling thread; the loop runs
+/// on a thread of its own (on a multi-threaded tokio runtime the caller's
+/// worker is handed back to the runtime meanwhile, via `block_in_place`).
+pub fn run(setup: TuiSetup) -> Result<(), TuiError> {
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let thread = std::thread::Builder::new()
+        .name("ccproxy-tui".into())
+        .spawn(move || {
+            let _log = tracing::dispatcher::set_default(&dispatch);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("ccproxy-tui-io")
+                .enable_all()
+                .build()
+                .map_err(TuiError::Thread)?;
+            let result = rt.block_on(run_loop(setup).with_current_subscriber());
+            rt.shutdown_timeout(Duration::from_secs(1));
+            result
+        })
+        .map_err(TuiError::Thread)?;
+    let join = move || thread.join();
+    let joined = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(join)
         }
-    });
+        _ => join(),
+    };
+    joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Puts the terminal back (raw mode off, main screen) however the loop ends.
@@ -111,50 +115,63 @@ impl Drop for TerminalGuard {
     }
 }
 
-async fn run_source(
-    cfg: Arc<Config>,
-    feed: mpsc::Receiver<Feed>,
-    history: History,
-    source: &str,
-) -> anyhow::Result<i32> {
+/// Where effects write and read.
+struct Outside {
+    saved_dir: PathBuf,
+    exports_dir: PathBuf,
+    history: Option<Arc<dyn FlowHistory>>,
+}
+
+async fn run_loop(setup: TuiSetup) -> Result<(), TuiError> {
     // try_init also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::try_init().map_err(TuiError::Terminal)?;
     let guard = TerminalGuard;
     let cancel = CancellationToken::new();
-    let mut events = Events::start(feed, TICK, true, cancel.clone());
-    let mut reader = match history {
-        History::Ready(r) => Some(r),
-        History::Connect => {
-            connect_history(Arc::clone(&cfg), events.sender());
-            None
-        }
-        History::Off => None,
+    let mut events = Events::start(setup.feed, TICK, true, cancel.clone());
+    if let Some(history) = setup.history {
+        let tx = events.sender();
+        tokio::spawn(
+            async move {
+                if let Some(h) = history.await {
+                    let _ = tx.send(Event::HistoryReady(h)).await;
+                } else {
+                    tracing::info!("no stored history");
+                }
+            }
+            .with_current_subscriber(),
+        );
+    }
+    let mut outside = Outside {
+        saved_dir: setup.saved_dir,
+        exports_dir: setup.exports_dir,
+        history: None,
     };
-    let mut app = App::new(source, reader.is_some(), Utc::now());
-    tracing::info!(source, "tui started");
-    let result = event_loop(&mut terminal, &mut app, &mut events, &cfg, &mut reader).await;
+    let mut app = App::new(setup.source, false, Utc::now());
+    tracing::info!(source = setup.source, "tui started");
+    let result = event_loop(&mut terminal, &mut app, &mut events, &mut outside).await;
     cancel.cancel();
     drop(guard);
     tracing::info!("tui stopped");
-    result.map(|()| 0)
+    result
 }
 
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     events: &mut Events,
-    cfg: &Config,
-    reader: &mut Option<Arc<Reader>>,
-) -> anyhow::Result<()> {
+    outside: &mut Outside,
+) -> Result<(), TuiError> {
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     loop {
         let since = last_draw.map_or(FRAME, |t| t.elapsed());
         if dirty && since >= FRAME {
-            app.prepare();
+            let size = terminal.size().map_err(TuiError::Draw)?;
+            let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+            app.prepare(ui::viewport(area, app));
             terminal
                 .draw(|f| ui::draw(f, app))
-                .context("drawing the screen failed")?;
+                .map_err(TuiError::Draw)?;
             last_draw = Some(Instant::now());
             dirty = false;
         }
@@ -167,16 +184,16 @@ async fn event_loop(
             events.next().await
         };
         let Some(ev) = ev else { break };
-        handle(app, reader, ev);
+        handle(app, outside, ev);
         let mut drained = 1;
         while drained < DRAIN_MAX {
             let Some(ev) = events.try_next() else { break };
-            handle(app, reader, ev);
+            handle(app, outside, ev);
             drained += 1;
         }
         dirty = true;
         for effect in app.take_effects() {
-            perform(effect, cfg, reader.as_ref(), events.sender());
+            perform(effect, outside, events.sender());
         }
         if app.quit {
             break;
@@ -185,14 +202,14 @@ async fn event_loop(
     Ok(())
 }
 
-fn handle(app: &mut App, reader: &mut Option<Arc<Reader>>, ev: Event) {
+fn handle(app: &mut App, outside: &mut Outside, ev: Event) {
     match ev {
-        Event::HistoryReady(r) => {
-            *reader = Some(r);
+        Event::HistoryReady(h) => {
+            outside.history = Some(h);
             app.update(Action::HistoryAvailable);
         }
         Event::Key(k) => {
-            if let Some(a) = keymap::action(app, k) {
+            if let Some(a) = bindings::action(app, k) {
                 app.update(a);
             }
         }
@@ -206,7 +223,11 @@ fn handle(app: &mut App, reader: &mut Option<Arc<Reader>>, ev: Event) {
     }
 }
 
-fn perform(effect: Effect, cfg: &Config, reader: Option<&Arc<Reader>>, tx: mpsc::Sender<Event>) {
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(task.with_current_subscriber());
+}
+
+fn perform(effect: Effect, outside: &Outside, tx: mpsc::Sender<Event>) {
     let notice = |tx: mpsc::Sender<Event>, text: String| async move {
         let _ = tx.send(Event::Action(Action::Notice(text))).await;
     };
@@ -223,8 +244,8 @@ fn perform(effect: Effect, cfg: &Config, reader: Option<&Arc<Reader>>, tx: mpsc:
             }
         }
         Effect::SaveBody { name, bytes } => {
-            let dir = cfg.home_path("saved");
-            tokio::spawn(async move {
+            let dir = outside.saved_dir.clone();
+            spawn(async move {
                 let path = dir.join(&name);
                 let result = async {
                     tokio::fs::create_dir_all(&dir).await?;
@@ -239,15 +260,15 @@ fn perform(effect: Effect, cfg: &Config, reader: Option<&Arc<Reader>>, tx: mpsc:
             });
         }
         Effect::ExportHar(flows) => {
-            let dir = cfg.home_path("exports");
+            let dir = outside.exports_dir.clone();
             let name = format!("flows-{}.har", Utc::now().format("%Y%m%d-%H%M%S"));
-            tokio::spawn(async move {
+            spawn(async move {
                 let path: PathBuf = dir.join(name);
                 let n = flows.len();
                 let p = path.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     std::fs::create_dir_all(p.parent().unwrap_or(&p)).map_err(|e| e.to_string())?;
-                    crate::export::write_har(&crate::export::to_har_arcs(&flows), &p)
+                    crate::flow::har::write_har(&crate::flow::har::to_har_arcs(&flows), &p)
                         .map_err(|e| e.to_string())
                 })
                 .await;
@@ -260,59 +281,29 @@ fn perform(effect: Effect, cfg: &Config, reader: Option<&Arc<Reader>>, tx: mpsc:
             });
         }
         Effect::LoadOlder { before } => {
-            let Some(reader) = reader.cloned() else {
+            let Some(history) = outside.history.clone() else {
                 return;
             };
-            tokio::spawn(async move {
-                match reader.page(before, HISTORY_PAGE).await {
+            spawn(async move {
+                match history.page(before, HISTORY_PAGE).await {
                     Ok(flows) => {
-                        let exhausted = (flows.len() as i64) < HISTORY_PAGE;
+                        let exhausted = flows.len() < HISTORY_PAGE;
                         let _ = tx
                             .send(Event::Action(Action::History { flows, exhausted }))
                             .await;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "history page failed");
+                        tracing::warn!(error = %e, "history page failed");
                         let _ = tx
                             .send(Event::Action(Action::History {
                                 flows: Vec::new(),
                                 exhausted: true,
                             }))
                             .await;
-                        notice(tx, format!("cannot load stored flows: {e:#}")).await;
+                        notice(tx, format!("cannot load stored flows: {e}")).await;
                     }
                 }
             });
         }
     }
-}
-
-/// Route `tracing` to `<home>/ccproxy.log` while the TUI owns the terminal,
-/// so no log line ever lands on the screen. Global when no subscriber is set
-/// yet (engine tasks on every thread log to the file); otherwise for this thread.
-fn init_logging(cfg: &Config) -> Option<tracing::subscriber::DefaultGuard> {
-    let path = cfg.home_path("ccproxy.log");
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let file = Arc::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .ok()?,
-    );
-    let build = || {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("CCPROXY_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        tracing_subscriber::fmt()
-            .with_writer(Arc::clone(&file))
-            .with_ansi(false)
-            .with_env_filter(filter)
-            .finish()
-    };
-    if tracing::subscriber::set_global_default(build()).is_ok() {
-        return None;
-    }
-    Some(tracing::subscriber::set_default(build()))
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ccproxy::engine::Feed;
+use ccproxy::flow::filter;
 use ccproxy::flow::{Direction, Flow, FlowEvent, TrafficType};
 use ccproxy::tui::app::{Action, App};
-use ccproxy::tui::{filter, ui};
+use ccproxy::tui::ui;
 use chrono::Utc;
 use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
 use ratatui::Terminal;
 
 const FLOWS: usize = 100_000;
@@ -69,8 +71,7 @@ pub async fn run() -> anyhow::Result<()> {
         let mut kept = 0;
         for _ in 0..5 {
             let t = Instant::now();
-            app.filter = f.clone();
-            app.refilter();
+            app.set_filter(f.clone());
             times.push(ms(t.elapsed()));
             kept = app.visible_len();
         }
@@ -80,8 +81,7 @@ pub async fn run() -> anyhow::Result<()> {
             FILTER_TARGET_MS,
         );
     }
-    app.filter = filter::Filter::all();
-    app.refilter();
+    app.set_filter(filter::Filter::all());
 
     // 1,000 flows/s for 3 s, drawing at the loop's 30 fps cap.
     let mut live = Vec::new();
@@ -96,7 +96,7 @@ pub async fn run() -> anyhow::Result<()> {
             feed_flow(&mut app, next);
             next += 1;
         }
-        app.prepare();
+        prepare(&term, &mut app)?;
         term.draw(|f| ui::draw(f, &app))?;
         live.push(ms(tick.elapsed()));
         if let Some(rest) = frame.checked_sub(tick.elapsed()) {
@@ -126,7 +126,7 @@ pub async fn run() -> anyhow::Result<()> {
     app.update(Action::Bottom);
     app.update(Action::Open);
     let t = Instant::now();
-    app.prepare();
+    prepare(&term, &mut app)?;
     println!(
         "body      20 MB JSON: document built in {:.0} ms (once)",
         ms(t.elapsed())
@@ -151,11 +151,18 @@ fn frame_times(
     for _ in 0..n {
         between(app);
         let t = Instant::now();
-        app.prepare();
+        prepare(term, app)?;
         term.draw(|f| ui::draw(f, app))?;
         out.push(ms(t.elapsed()));
     }
     Ok(out)
+}
+
+/// Lay out for the terminal's size and bring the app's view state up to date.
+fn prepare(term: &Terminal<TestBackend>, app: &mut App) -> anyhow::Result<()> {
+    let size = term.size()?;
+    app.prepare(ui::viewport(Rect::new(0, 0, size.width, size.height), app));
+    Ok(())
 }
 
 fn report(label: &str, times: &[f64], target: f64) {

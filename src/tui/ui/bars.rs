@@ -7,7 +7,7 @@ use ratatui::Frame;
 
 use super::clean;
 use crate::tui::app::{App, Input};
-use crate::tui::keymap;
+use crate::tui::bindings;
 
 /// The bar above the footer: filter editing (green or red), search, or the active filter.
 pub fn render_bar(f: &mut Frame, app: &App, area: Rect) {
@@ -39,13 +39,13 @@ pub fn render_bar(f: &mut Frame, app: &App, area: Rect) {
             let [label, field] =
                 Layout::horizontal([Constraint::Length(8), Constraint::Min(1)]).areas(first);
             f.render_widget(Line::from(prefix(" search ", Color::Yellow)), label);
-            f.render_widget(&app.search_input, field);
+            f.render_widget(&app.detail.search_input, field);
         }
         Input::None => {
             f.render_widget(
                 Line::from(vec![
                     prefix(" filter ", Color::Green),
-                    Span::styled(clean(app.filter.source()), Style::new().fg(Color::Green)),
+                    Span::styled(clean(app.filter().source()), Style::new().fg(Color::Green)),
                 ]),
                 first,
             );
@@ -64,7 +64,7 @@ pub fn render_footer(f: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::raw(" │"));
     }
     spans.push(Span::styled(
-        format!(" {}", keymap::hints(app)),
+        format!(" {}", bindings::hints(app)),
         Style::new().fg(Color::DarkGray),
     ));
     f.render_widget(Line::from(spans), area);

@@ -13,18 +13,26 @@ use super::{clean, human_ms, human_size};
 use crate::flow::{Flow, Headers};
 use crate::tui::app::{App, Entry, Tab};
 
+/// Where the body (or timing) lines go in a detail pane drawn into `area`.
+pub fn content_area(area: Rect) -> Rect {
+    let inner = Block::new().borders(Borders::TOP).inner(area);
+    let [_, content] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    content
+}
+
 /// Draw the detail pane of the selected flow.
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
     let Some(entry) = app.selected_entry() else {
         return;
     };
+    let d = &app.detail;
     let block = Block::new().borders(Borders::TOP);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [tabs_row, content] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let [tabs_row, _] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let content = content_area(area);
 
-    let selected = Tab::ALL.iter().position(|t| *t == app.tab).unwrap_or(0);
+    let selected = Tab::ALL.iter().position(|t| *t == d.tab).unwrap_or(0);
     let tabs = Tabs::new(Tab::ALL.iter().map(|t| t.title()))
         .select(selected)
         .highlight_style(
@@ -36,11 +44,11 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         Layout::horizontal([Constraint::Min(40), Constraint::Length(34)]).areas(tabs_row);
     f.render_widget(tabs, tabs_area);
     let total = app.detail_rows();
-    if let (Some(mode), true) = (app.body_mode(), app.tab != Tab::Timing) {
+    if let (Some(mode), true) = (app.body_mode(), d.tab != Tab::Timing) {
         let info = format!(
             "[{}] {}/{} ",
             mode.label(),
-            (app.scroll + 1).min(total),
+            (d.scroll + 1).min(total),
             total
         );
         f.render_widget(
@@ -51,25 +59,23 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
 
     let height = usize::from(content.height);
     let width = usize::from(content.width);
-    app.body_height.set(height);
-    app.body_width.set(width);
-    if app.tab == Tab::Timing {
+    if d.tab == Tab::Timing {
         f.render_widget(Paragraph::new(timing_lines(&entry.flow)), content);
         return;
     }
-    let head = head_lines(entry, app.tab);
+    let head = head_lines(entry, d.tab);
     let hit_style = Style::new().bg(Color::Rgb(70, 60, 0));
-    let current_hit = app.hits.get(app.hit).copied();
+    let current_hit = d.hits.get(d.hit).copied();
     let mut lines = Vec::with_capacity(height);
-    for row in app.scroll..(app.scroll + height).min(total) {
+    for row in d.scroll..(d.scroll + height).min(total) {
         if let Some(l) = head.get(row) {
             lines.push(l.clone());
             continue;
         }
         let i = row - head.len();
-        let Some(doc) = app.doc() else { break };
+        let Some(doc) = d.doc() else { break };
         let mut line = doc.line(i, width);
-        if app.hits.binary_search(&i).is_ok() {
+        if d.hits.binary_search(&i).is_ok() {
             line = line.patch_style(if current_hit == Some(i) {
                 Style::new().bg(Color::Yellow).fg(Color::Black)
             } else {

@@ -7,9 +7,10 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{clean, human_size};
+use crate::engine::status::StorageState;
 use crate::flow::TrafficType;
-use crate::store::StorageState;
 use crate::tui::app::App;
+use crate::tui::columns::type_color;
 
 /// Draw the two header rows.
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
@@ -36,7 +37,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     }
     top.push(Span::styled(format!("· {}", clean(&app.source)), dim));
 
-    let counts = app.counts();
+    let counts = app.flows.counts();
     let mut bottom = vec![Span::styled(format!(" flows {} ", app.len()), bold)];
     for (t, n) in TrafficType::ALL.iter().zip(counts) {
         bottom.push(Span::styled(
@@ -44,7 +45,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
             Style::new().fg(type_color(*t)),
         ));
     }
-    bottom.push(Span::raw(format!("· {:.1} req/s ", app.rate)));
+    bottom.push(Span::raw(format!("· {:.1} req/s ", app.rate.per_sec)));
     if let Some(s) = &app.status {
         let st = &s.storage;
         let (label, color) = match st.state {
@@ -76,14 +77,4 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(vec![Line::from(top), Line::from(bottom)]),
         area,
     );
-}
-
-/// Colour of a traffic type, shared with the table.
-pub fn type_color(t: TrafficType) -> Color {
-    match t {
-        TrafficType::Llm => Color::Magenta,
-        TrafficType::Mcp => Color::Cyan,
-        TrafficType::Web => Color::Blue,
-        TrafficType::Other => Color::Gray,
-    }
 }

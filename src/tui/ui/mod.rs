@@ -1,5 +1,6 @@
-//! Drawing. One `render(f, &App, Rect)` per pane; nothing here changes state
-//! except the scroll hints the panes leave in `App`'s cells.
+//! Drawing. One `render(f, &App, Rect)` per pane; nothing here changes state.
+//! [`viewport`] computes the panes' sizes from the same layout before a frame,
+//! so paging and scrolling know them without the renderers writing back.
 //!
 //! ```text
 //! ┌──────────────────────────────────────────────────────────────────┐
@@ -22,21 +23,31 @@ mod bars;
 mod detail;
 mod header;
 mod overlay;
-mod table;
+pub mod table;
 
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::Frame;
 
 use super::app::{App, Focus, Input};
+use super::model::Viewport;
 use crate::capture::sanitize::sanitize;
 
-/// Draw the whole screen. Call [`App::prepare`] first so the body is current.
-pub fn draw(f: &mut Frame, app: &App) {
-    let area = f.area();
+/// Where each pane goes on a screen of `area`.
+struct Areas {
+    head: Rect,
+    /// The table (the whole middle while the list has focus).
+    list: Rect,
+    /// The detail pane, where it is (or would be) while a flow is open.
+    detail: Rect,
+    bar: Rect,
+    foot: Rect,
+}
+
+fn areas(area: Rect, app: &App) -> Areas {
     let bar_rows = match app.input {
         Input::Filter if app.filter_error.is_some() => 2,
         Input::Filter | Input::Search => 1,
-        Input::None if !app.filter.is_all() => 1,
+        Input::None if !app.filter().is_all() => 1,
         Input::None => 0,
     };
     let [head, main, bar, foot] = Layout::vertical([
@@ -46,17 +57,45 @@ pub fn draw(f: &mut Frame, app: &App) {
         Constraint::Length(1),
     ])
     .areas(area);
-    header::render(f, app, head);
-    if app.focus == Focus::Detail {
-        let [list, body] =
-            Layout::vertical([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(main);
-        table::render(f, app, list);
-        detail::render(f, app, body);
+    let [top, detail] =
+        Layout::vertical([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(main);
+    let list = if app.focus == Focus::Detail {
+        top
     } else {
-        table::render(f, app, main);
+        main
+    };
+    Areas {
+        head,
+        list,
+        detail,
+        bar,
+        foot,
     }
-    bars::render_bar(f, app, bar);
-    bars::render_footer(f, app, foot);
+}
+
+/// The panes' sizes on a screen of `area` in the app's current state; hand
+/// it to [`App::prepare`] before drawing.
+pub fn viewport(area: Rect, app: &App) -> Viewport {
+    let a = areas(area, app);
+    let body = detail::content_area(a.detail);
+    Viewport {
+        table_rows: table::rows_in(a.list),
+        body_rows: usize::from(body.height),
+        body_width: usize::from(body.width),
+    }
+}
+
+/// Draw the whole screen. Call [`App::prepare`] with [`viewport`] first.
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let a = areas(area, app);
+    header::render(f, app, a.head);
+    table::render(f, app, a.list);
+    if app.focus == Focus::Detail {
+        detail::render(f, app, a.detail);
+    }
+    bars::render_bar(f, app, a.bar);
+    bars::render_footer(f, app, a.foot);
     overlay::render(f, app, area);
 }
 
@@ -66,7 +105,7 @@ fn clean(s: &str) -> String {
 }
 
 /// `1.2 KB`-style sizes.
-fn human_size(n: u64) -> String {
+pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -82,7 +121,7 @@ fn human_size(n: u64) -> String {
 }
 
 /// `12 ms`, `1.35 s`.
-fn human_ms(ms: f64) -> String {
+pub fn human_ms(ms: f64) -> String {
     if ms < 1000.0 {
         format!("{ms:.0} ms")
     } else {

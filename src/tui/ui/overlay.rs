@@ -7,9 +7,9 @@ use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::clean;
+use crate::flow::filter::OPERATORS;
 use crate::tui::app::{App, Overlay};
-use crate::tui::filter::OPERATORS;
-use crate::tui::keymap::BINDINGS;
+use crate::tui::bindings;
 
 /// Draw the open overlay, if any, centred in `area`.
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
@@ -34,12 +34,11 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
 
 fn help(f: &mut Frame, area: Rect) {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
-    let mut lines: Vec<Line> = BINDINGS
-        .iter()
+    let mut lines: Vec<Line> = bindings::help()
         .map(|(k, what)| {
             Line::from(vec![
                 Span::styled(format!("{k:>10}  "), key),
-                Span::raw(*what),
+                Span::raw(what),
             ])
         })
         .collect();

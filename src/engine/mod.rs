@@ -11,90 +11,33 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod control;
+pub mod gateway;
+pub mod logtail;
+pub mod pidfile;
+pub mod status;
+
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::daemon::control::{self, StatusFn};
-use crate::daemon::gateway::{self, Gateway, Launch, Output};
-use crate::daemon::pidfile::{self, Liveness, PidRecord};
-use crate::flow::{FlowEvent, FlowHub, HubSnapshot};
+use crate::flow::FlowHub;
+use crate::home::{self, Home};
 use crate::proxy::{self, ProxyState, ReverseRoute};
-use crate::store::{Store, StoreStats};
+use crate::store::Store;
+use control::StatusFn;
+use gateway::{Gateway, Launch, Output};
+use pidfile::{Liveness, PidRecord};
 
-/// What a viewer (the TUI) receives, whether in-process or over the control socket.
-#[derive(Debug, Clone)]
-pub enum Feed {
-    /// A flow event.
-    Event(Arc<FlowEvent>),
-    /// The viewer fell behind and missed this many events.
-    Lagged(u64),
-    /// Fresh engine status (sent about once a second).
-    Status(Box<EngineStatus>),
-}
-
-/// The `status --json` document (schema in README.md; keep it stable: add
-/// fields, never rename or remove them, and bump `schema` if a meaning changes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EngineStatus {
-    /// Always 1 for this schema.
-    pub schema: u32,
-    /// Engine process id.
-    pub pid: u32,
-    /// `dual-gateway` (reverse → gateway child), `dual-direct` (reverse →
-    /// `ccproxy.upstream` or the providers) or `forward` (`mitm start`).
-    pub mode: String,
-    /// When the engine started (RFC 3339, UTC).
-    pub started_at: DateTime<Utc>,
-    /// `host:port` of the forward listener.
-    pub forward: Option<String>,
-    /// `host:port` of the reverse listener.
-    pub reverse: Option<String>,
-    /// The gateway child, when one runs.
-    pub gateway: Option<GatewayStatus>,
-    /// The store writer: state (`connected`/`spooling`/`off`), source, queue and spool counters.
-    pub storage: StoreStats,
-    /// Flow counters since start: started, completed, in flight, errors, and completed by traffic type.
-    pub flows: HubSnapshot,
-}
-
-/// The LiteLLM (or stand-in) gateway child.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GatewayStatus {
-    /// Its process id (also its process group).
-    pub pid: u32,
-    /// The loopback port it listens on (chosen free at start).
-    pub port: u16,
-    /// The full command line it was started with.
-    pub command: Vec<String>,
-}
-
-/// Which listeners an engine runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `start --mitm`: reverse on `litellm.port` → gateway (or providers), forward on `mitm.port`.
-    Dual,
-    /// `mitm start`: the forward listener only.
-    Forward,
-}
-
-impl Mode {
-    /// The tag written in `ccproxy.lock`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dual => "dual",
-            Self::Forward => "forward",
-        }
-    }
-}
+pub use control::attach;
+pub use status::{EngineStatus, Feed, GatewayStatus, Mode, RunMode};
 
 /// Errors assembling the engine; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// Another engine holds `ccproxy.lock`.
-    #[error("an engine is already running in this home (pid {pid}, {mode}): stop it with `ccproxy stop`, or see `ccproxy status`")]
+    #[error("{}", already_running(*pid, mode))]
     AlreadyRunning { pid: u32, mode: String },
     /// A listener could not bind, or the CA could not be set up.
     #[error(transparent)]
@@ -166,29 +109,9 @@ pub struct Engine {
     socket: PathBuf,
 }
 
-/// `<home>/ccproxy.lock`: the engine's pid file.
-pub fn lock_path(cfg: &Config) -> PathBuf {
-    cfg.home_path("ccproxy.lock")
-}
-
-/// `<home>/litellm.lock`: the gateway's pid file.
-pub fn gateway_lock_path(cfg: &Config) -> PathBuf {
-    cfg.home_path("litellm.lock")
-}
-
-/// `<home>/ccproxy.sock`: the control socket.
-pub fn socket_path(cfg: &Config) -> PathBuf {
-    cfg.home_path("ccproxy.sock")
-}
-
-/// The CA certificate clients trust (`NODE_EXTRA_CA_CERTS`).
-pub fn ca_cert_path(cfg: &Config) -> PathBuf {
-    cfg.ca_dir().join("ca.pem")
-}
-
-/// System roots plus our CA (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`).
-pub fn ca_bundle_path(cfg: &Config) -> PathBuf {
-    cfg.ca_dir().join("bundle.pem")
+/// The one-line refusal when `ccproxy.lock` names a live engine.
+pub fn already_running(pid: u32, mode: &str) -> String {
+    format!("an engine is already running in this home (pid {pid}, {mode}): stop it with `ccproxy stop`, or see `ccproxy status`")
 }
 
 /// The public anthropic and openai endpoints for direct mode.
@@ -196,17 +119,19 @@ pub const PROVIDERS: (&str, &str) = ("https://api.anthropic.com", "https://api.o
 
 impl Engine {
     /// Start everything for `mode`; returns once the listeners accept and storage is ready.
-    pub async fn start(cfg: Arc<Config>, mode: Mode) -> anyhow::Result<Self> {
-        Ok(Self::start_inner(cfg, mode).await?)
-    }
-
-    async fn start_inner(cfg: Arc<Config>, mode: Mode) -> Result<Self, EngineError> {
+    pub async fn start(cfg: Arc<Config>, mode: Mode) -> Result<Self, EngineError> {
         let io = |what: String| move |source| EngineError::Io { what, source };
-        std::fs::create_dir_all(&cfg.home)
-            .map_err(io(format!("cannot create {}", cfg.home.display())))?;
+        let home = Home::new(&cfg);
+        std::fs::create_dir_all(home.root())
+            .map_err(io(format!("cannot create {}", home.root().display())))?;
         let pid = std::process::id();
-        let lock = lock_path(&cfg);
-        let me = PidRecord::for_pid(pid).tagged(None, mode.as_str());
+        let lock = home.engine_lock();
+        let gateway_command = match mode {
+            Mode::Dual => gateway::resolve_command(&cfg),
+            Mode::Forward => None,
+        };
+        let run_mode = RunMode::of(mode, gateway_command.is_some());
+        let me = PidRecord::for_pid(pid).tagged(None, run_mode.as_str());
         match pidfile::acquire(&lock, &me)
             .map_err(io(format!("cannot write {}", lock.display())))?
         {
@@ -218,22 +143,29 @@ impl Engine {
                 })
             }
         }
-        let started = Self::assemble(Arc::clone(&cfg), mode, lock.clone()).await;
+        let started = Self::assemble(Arc::clone(&cfg), home, run_mode, gateway_command).await;
         if started.is_err() {
             pidfile::remove_if_owned(&lock, pid);
         }
         started
     }
 
-    async fn assemble(cfg: Arc<Config>, mode: Mode, lock: PathBuf) -> Result<Self, EngineError> {
+    async fn assemble(
+        cfg: Arc<Config>,
+        home: Home,
+        run_mode: RunMode,
+        gateway_command: Option<Vec<String>>,
+    ) -> Result<Self, EngineError> {
         let pid = std::process::id();
-        reap_orphan_gateway(&cfg).await;
+        reap_orphan_gateway(&home).await;
 
         // Bind first: a port in use is the commonest mistake and the cheapest to report.
         let forward = proxy::bind(&cfg.mitm.host, cfg.mitm.port).await?;
-        let reverse = match mode {
-            Mode::Dual => Some(proxy::bind(&cfg.litellm.host, cfg.litellm.port).await?),
-            Mode::Forward => None,
+        let reverse = match run_mode {
+            RunMode::DualGateway | RunMode::DualDirect => {
+                Some(proxy::bind(&cfg.litellm.host, cfg.litellm.port).await?)
+            }
+            RunMode::Forward => None,
         };
         let local = |l: &tokio::net::TcpListener| {
             l.local_addr().map_err(|source| EngineError::Io {
@@ -259,18 +191,16 @@ impl Engine {
         )];
 
         let mut gateway = None;
-        let mut mode_name = match mode {
-            Mode::Dual => "dual-direct",
-            Mode::Forward => "forward",
-        };
         if let Some(reverse) = reverse {
-            let route = if let Some(command) = gateway::resolve_command(&cfg) {
-                let launch = gateway_launch(&cfg, command, forward_addr).map_err(|source| {
-                    EngineError::Io {
-                        what: "cannot find a free port for the gateway".into(),
-                        source,
-                    }
-                })?;
+            let route = if let Some(command) = gateway_command {
+                let ca = state.ca.files();
+                let launch =
+                    gateway_launch(&cfg, &home, command, forward_addr, &ca).map_err(|source| {
+                        EngineError::Io {
+                            what: "cannot find a free port for the gateway".into(),
+                            source,
+                        }
+                    })?;
                 let started = Gateway::spawn(&launch).await;
                 let gw = match started {
                     Ok(gw) => gw,
@@ -284,7 +214,6 @@ impl Engine {
                 warn_if_session_header_dropped(&launch);
                 let route = ReverseRoute::Fixed(format!("http://127.0.0.1:{}", gw.port));
                 gateway = Some(gw);
-                mode_name = "dual-gateway";
                 route
             } else if let Some(upstream) = &cfg.upstream {
                 tracing::info!(%upstream, "no gateway: the reverse listener goes to ccproxy.upstream");
@@ -309,7 +238,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             hub: hub.clone(),
             pid,
-            mode: mode_name.to_string(),
+            mode: run_mode.as_str().to_string(),
             started_at: Utc::now(),
             forward: Some(forward_addr),
             reverse: reverse_addr,
@@ -321,7 +250,7 @@ impl Engine {
             store: Mutex::new(Some(store)),
         });
 
-        let socket = socket_path(&cfg);
+        let socket = home.socket();
         let mut engine = Self {
             hub,
             cfg: Arc::clone(&cfg),
@@ -330,7 +259,7 @@ impl Engine {
             listeners,
             control: None,
             gateway,
-            lock,
+            lock: home.engine_lock(),
             socket: socket.clone(),
         };
         // The socket goes last: once it answers, everything else accepts.
@@ -352,7 +281,7 @@ impl Engine {
             }
         }
         tracing::info!(
-            mode = mode_name,
+            mode = run_mode.as_str(),
             forward = %forward_addr,
             reverse = %reverse_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
             "engine ready"
@@ -427,24 +356,14 @@ impl Engine {
 /// provider calls go through the forward listener.
 fn gateway_launch(
     cfg: &Config,
+    home: &Home,
     command: Vec<String>,
     forward: SocketAddr,
+    ca: &proxy::ca::CaFiles,
 ) -> std::io::Result<Launch> {
     let port = gateway::free_port("127.0.0.1")?;
-    let proxy_url = format!("http://{forward}");
-    let bundle = ca_bundle_path(cfg).display().to_string();
     let mut env = gateway::configured_env(&cfg.gateway.environment);
-    for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-        env.push((name.into(), proxy_url.clone()));
-    }
-    for name in [
-        "SSL_CERT_FILE",
-        "REQUESTS_CA_BUNDLE",
-        "NODE_EXTRA_CA_CERTS",
-        "CURL_CA_BUNDLE",
-    ] {
-        env.push((name.into(), bundle.clone()));
-    }
+    env.extend(home::routing_env(forward, ca));
     // An inherited NO_PROXY could let provider calls bypass capture; keep it
     // only when the user put it in ccproxy.litellm.environment.
     let env_remove = ["NO_PROXY", "no_proxy"]
@@ -454,13 +373,13 @@ fn gateway_launch(
         .collect();
     Ok(Launch {
         command,
-        config: gateway::config_path(cfg),
+        config: home.gateway_config().to_path_buf(),
         host: "127.0.0.1".into(),
         port,
         env,
         env_remove,
-        output: Output::Log(cfg.home_path("litellm.log")),
-        lock: gateway_lock_path(cfg),
+        output: Output::Log(home.gateway_log()),
+        lock: home.gateway_lock(),
         owner: Some(std::process::id()),
     })
 }
@@ -485,8 +404,8 @@ fn warn_if_session_header_dropped(launch: &Launch) {
 
 /// A gateway left behind by an engine that died without shutting down
 /// (`kill -9`) still holds its port; stop it before starting a new one.
-async fn reap_orphan_gateway(cfg: &Config) {
-    let path = gateway_lock_path(cfg);
+async fn reap_orphan_gateway(home: &Home) {
+    let path = home.gateway_lock();
     if let Liveness::Running(rec) = pidfile::check(&path) {
         // We hold ccproxy.lock, so whichever engine started it is gone.
         if rec.owner.is_some() {
@@ -495,14 +414,4 @@ async fn reap_orphan_gateway(cfg: &Config) {
             pidfile::remove_if_owned(&path, rec.pid);
         }
     }
-}
-
-/// Attach to the running engine's control socket; `Ok(None)` when none runs.
-pub async fn attach(
-    cfg: &crate::config::Config,
-) -> anyhow::Result<Option<tokio::sync::mpsc::Receiver<Feed>>> {
-    if !matches!(pidfile::check(&lock_path(cfg)), Liveness::Running(_)) {
-        return Ok(None);
-    }
-    Ok(control::subscribe(&socket_path(cfg)).await?)
 }

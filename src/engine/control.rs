@@ -23,8 +23,11 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{EngineStatus, Feed};
+use crate::config::Config;
+use crate::engine::pidfile::{self, Liveness};
+use crate::engine::status::{EngineStatus, Feed};
 use crate::flow::{FlowEvent, FlowHub};
+use crate::home::Home;
 
 /// Builds a fresh status document on demand.
 pub type StatusFn = Arc<dyn Fn() -> EngineStatus + Send + Sync>;
@@ -276,6 +279,16 @@ pub async fn subscribe(path: &Path) -> Result<Option<mpsc::Receiver<Feed>>, Cont
         }
     });
     Ok(Some(rx))
+}
+
+/// Attach to the running engine's live feed (the client side of
+/// `subscribe`); `Ok(None)` when no engine runs in this home.
+pub async fn attach(cfg: &Config) -> Result<Option<mpsc::Receiver<Feed>>, ControlError> {
+    let home = Home::new(cfg);
+    if !matches!(pidfile::check(&home.engine_lock()), Liveness::Running(_)) {
+        return Ok(None);
+    }
+    subscribe(&home.socket()).await
 }
 
 async fn connect(path: &Path) -> Result<Option<UnixStream>, ControlError> {

@@ -8,7 +8,7 @@
 //! start=123456
 //! exe=/usr/local/bin/ccproxy
 //! owner=4200
-//! mode=dual
+//! mode=dual-gateway
 //! ```
 
 use std::fmt::Write as _;
@@ -30,7 +30,7 @@ pub struct PidRecord {
     pub exe: Option<PathBuf>,
     /// The engine that started this process (gateway children), if any.
     pub owner: Option<u32>,
-    /// Free-form mode tag (`dual`, `forward`, `gateway`).
+    /// Mode tag: the engine's `RunMode` name (`dual-gateway`, `dual-direct`, `forward`) or `gateway`.
     pub mode: Option<String>,
 }
 

@@ -1,35 +1,19 @@
-//! HAR 1.2 export of stored flows (`ccproxy export --har`, and the TUI's `w`).
-//!
-//! Both paths build the document with [`to_har`], so what the TUI writes and
-//! what the command writes are the same shape. Headers are exported as they
-//! were captured: secrets were redacted at capture time and stay redacted.
+//! HAR 1.2 from flows: the one conversion behind `ccproxy export --har` and
+//! the TUI's `w`, so both write the same shape. Headers go out as captured:
+//! secrets were redacted at capture time and stay redacted.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use har::v1_2;
 
-use crate::cli::ExportArgs;
-use crate::config::Config;
-use crate::flow::{Flow, Headers};
-use crate::store::query::Reader;
-use crate::tui::filter;
+use super::{Flow, Headers};
 
-/// Errors of the export path; each says what to do next.
+/// Why a HAR document could not be written.
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// `--filter` did not parse.
-    #[error("--filter {expr:?} {source}")]
-    Filter {
-        expr: String,
-        source: filter::FilterError,
-    },
-    /// No database is configured or reachable.
-    #[error("no stored flows: storage is off (set CCPROXY_DATABASE_URL, or start ccproxy with a managed database)")]
-    NoStorage,
+pub enum HarError {
     /// Writing the file failed.
     #[error("cannot write {path}: {source}; check the directory exists and is writable")]
     Write {
@@ -40,9 +24,6 @@ pub enum ExportError {
     #[error("cannot encode HAR: {0}")]
     Encode(#[from] har::Error),
 }
-
-/// Rows read per database round trip.
-const PAGE: i64 = 5_000;
 
 /// Build a HAR 1.2 document from flows, in the order given.
 pub fn to_har(flows: &[Flow]) -> har::Har {
@@ -65,20 +46,18 @@ pub fn to_har_arcs(flows: &[Arc<Flow>]) -> har::Har {
     to_har(&owned)
 }
 
-/// Serialise `har` as pretty JSON into `path` (`-` is stdout).
-pub fn write_har(har: &har::Har, path: &Path) -> Result<(), ExportError> {
-    let json = har::to_json(har)?;
-    let write_err = |source| ExportError::Write {
+/// `har` as pretty JSON.
+pub fn to_json(har: &har::Har) -> Result<String, HarError> {
+    Ok(har::to_json(har)?)
+}
+
+/// Serialise `har` as pretty JSON into the file at `path`.
+pub fn write_har(har: &har::Har, path: &Path) -> Result<(), HarError> {
+    let json = to_json(har)?;
+    std::fs::write(path, json).map_err(|source| HarError::Write {
         path: path.display().to_string(),
         source,
-    };
-    if path.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(json.as_bytes()).map_err(write_err)?;
-        out.write_all(b"\n").map_err(write_err)?;
-        return out.flush().map_err(write_err);
-    }
-    std::fs::write(path, json).map_err(write_err)
+    })
 }
 
 fn entry(f: &Flow) -> v1_2::Entries {
@@ -218,72 +197,12 @@ fn query_string(url: &str) -> Vec<v1_2::QueryString> {
         .collect()
 }
 
-/// Read every stored flow at or after `since`, oldest first, keeping those `keep` accepts.
-pub async fn read_flows(
-    reader: &Reader,
-    since: Option<chrono::DateTime<Utc>>,
-    keep: &filter::Filter,
-) -> anyhow::Result<Vec<Flow>> {
-    let mut out = Vec::new();
-    let mut cursor = since;
-    let mut seen_at_cursor = std::collections::HashSet::new();
-    loop {
-        let page = reader.since(cursor, PAGE).await?;
-        let full = page.len() as i64 >= PAGE;
-        let mut advanced = false;
-        for f in page {
-            if seen_at_cursor.contains(&f.id) {
-                continue;
-            }
-            if cursor != Some(f.start_time) {
-                cursor = Some(f.start_time);
-                seen_at_cursor.clear();
-                advanced = true;
-            }
-            seen_at_cursor.insert(f.id);
-            if keep.matches(&f) {
-                out.push(f);
-            }
-        }
-        // A full page that only repeats one timestamp cannot move on: stop rather than loop.
-        if !full || !advanced {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-/// `ccproxy export --har FILE [--filter EXPR] [--since 1h]`.
-pub async fn command(cfg: &Config, args: &ExportArgs) -> anyhow::Result<i32> {
-    let expr = args.filter.as_deref().unwrap_or("");
-    let keep = filter::parse(expr).map_err(|source| ExportError::Filter {
-        expr: expr.to_string(),
-        source,
-    })?;
-    let since = match args.since {
-        Some(d) => Some(Utc::now() - chrono::Duration::from_std(d)?),
-        None => None,
-    };
-    let reader = Reader::connect(cfg).await?.ok_or(ExportError::NoStorage)?;
-    let flows = read_flows(&reader, since, &keep).await?;
-    write_har(&to_har(&flows), &args.har)?;
-    if args.har.as_os_str() != "-" {
-        eprintln!(
-            "wrote {} flow{} to {}",
-            flows.len(),
-            if flows.len() == 1 { "" } else { "s" },
-            args.har.display()
-        );
-    }
-    Ok(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flow::{Direction, ErrorKind};
     use bytes::Bytes;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     fn flow() -> Flow {
         let mut f = Flow::new(

@@ -1,33 +1,30 @@
-//! The headless flow log: one line per completed exchange on stderr.
+//! The headless flow log of `start --headless` and the detached engine: a
+//! viewer like the TUI (it reads the engine's feed), printing one line per
+//! completed exchange on stderr.
 
 use std::fmt::Write as _;
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::capture::sanitize::sanitize;
-use crate::flow::{Flow, FlowEvent, FlowHub};
+use crate::engine::Feed;
+use crate::flow::{Flow, FlowEvent};
 
-/// Print a line for every completed flow until `shutdown`.
-pub fn spawn_flow_log(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
-    let mut rx = hub.subscribe();
+/// Print a line for every completed flow until the feed ends (engine shutdown).
+pub fn spawn(mut feed: mpsc::Receiver<Feed>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            let ev = tokio::select! {
-                () = shutdown.cancelled() => break,
-                ev = rx.recv() => ev,
-            };
-            match ev {
-                Ok(ev) => {
+        while let Some(item) = feed.recv().await {
+            match item {
+                Feed::Event(ev) => {
                     if let FlowEvent::Completed { flow } = &*ev {
                         eprintln!("{}", line(flow));
                     }
                 }
-                Err(RecvError::Lagged(n)) => {
+                Feed::Lagged(n) => {
                     eprintln!("(flow log fell behind: {n} events skipped)");
                 }
-                Err(RecvError::Closed) => break,
+                Feed::Status(_) => {}
             }
         }
     })

@@ -3,14 +3,15 @@
 //! accepts, and stopped with SIGTERM then SIGKILL.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use super::pidfile::{self, PidRecord};
 use crate::config::Config;
+use crate::engine::logtail;
+use crate::engine::pidfile::{self, PidRecord};
 
 /// How long a gateway may take to accept connections (LiteLLM imports a lot).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -122,14 +123,6 @@ pub fn resolve_command(cfg: &Config) -> Option<Vec<String>> {
     find_on_path("litellm").map(|p| vec![p.display().to_string()])
 }
 
-/// The LiteLLM config file: `ccproxy.litellm.config`, else `<home>/config.yaml`.
-pub fn config_path(cfg: &Config) -> PathBuf {
-    cfg.gateway
-        .config
-        .clone()
-        .unwrap_or_else(|| cfg.home_path("config.yaml"))
-}
-
 /// The first executable `name` on PATH.
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -180,14 +173,6 @@ pub fn configured_env(environment: &BTreeMap<String, String>) -> Vec<(String, St
 pub fn free_port(host: &str) -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind((host, 0))?;
     Ok(l.local_addr()?.port())
-}
-
-/// The last `n` lines of a file (for error messages).
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 impl Gateway {
@@ -246,7 +231,7 @@ impl Gateway {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 pidfile::remove_if_owned(&gw.lock, pid);
                 let tail = match &launch.output {
-                    Output::Log(p) => tail(p, 15),
+                    Output::Log(p) => logtail::tail_file(p, 0, 15),
                     Output::Inherit => String::new(),
                 };
                 return Err(GatewayError::Exited {

@@ -8,30 +8,18 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::LogsArgs;
 use crate::config::Config;
-
-/// The last `n` lines of `text`.
-pub fn last_lines(text: &str, n: usize) -> &str {
-    if n == 0 {
-        return "";
-    }
-    let trimmed = text.strip_suffix('\n').unwrap_or(text);
-    match trimmed.rmatch_indices('\n').nth(n - 1) {
-        Some((i, _)) => &text[i + 1..],
-        None => text,
-    }
-}
+use crate::engine::logtail::last_lines;
+use crate::home::Home;
 
 /// `ccproxy logs`.
 pub async fn logs(cfg: &Config, args: &LogsArgs) -> anyhow::Result<i32> {
-    let files: Vec<PathBuf> = ["ccproxy.log", "litellm.log"]
-        .iter()
-        .map(|n| cfg.home_path(n))
-        .collect();
+    let home = Home::new(cfg);
+    let files: Vec<PathBuf> = home.log_files().into();
     let existing: Vec<&PathBuf> = files.iter().filter(|p| p.exists()).collect();
     if existing.is_empty() && !args.follow {
         eprintln!(
             "ccproxy: no logs yet in {} (a detached engine writes ccproxy.log, the gateway litellm.log)",
-            cfg.home.display()
+            home.root().display()
         );
         return Ok(1);
     }
@@ -104,18 +92,4 @@ fn read_from(path: &Path, offset: &mut u64) -> Option<Vec<u8>> {
     file.take(len - *offset).read_to_end(&mut buf).ok()?;
     *offset += buf.len() as u64;
     Some(buf)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn last_lines_cases() {
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
-        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
-        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
-        assert_eq!(last_lines("a\nb\n", 0), "");
-        assert_eq!(last_lines("", 3), "");
-    }
 }
