@@ -45,6 +45,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the engine and gateway logs.
     Logs(LogsArgs),
+    /// LLM usage from the database: requests, tokens, cost, cache hit rate, TTFT, errors.
+    Stats(StatsArgs),
     /// Internal: the detached engine process.
     #[command(name = "__engine", hide = true)]
     Engine(EngineArgs),
@@ -124,6 +126,8 @@ pub enum DbCommand {
     Status,
     /// Delete flows older than a duration.
     Prune(PruneArgs),
+    /// Fill the LLM columns (api, tokens, cost, …) of rows stored before them.
+    Backfill,
 }
 
 /// Flags of `ccproxy db prune`.
@@ -157,6 +161,20 @@ pub struct ExportArgs {
     /// Only flows captured on this machine (`capture_host`, case-insensitive).
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+}
+
+/// Flags of `ccproxy stats`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatsArgs {
+    /// Only flows newer than this, e.g. 1h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Group by model, session, agent or host.
+    #[arg(long, value_name = "KEY", value_parser = ["model", "session", "agent", "host"])]
+    pub by: Option<String>,
+    /// An array of JSON objects, one per group.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `ccproxy logs`.

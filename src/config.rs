@@ -48,6 +48,8 @@ pub struct Config {
     pub litellm: ListenConfig,
     /// `ccproxy.identity`: who this machine's rows are recorded as.
     pub identity: IdentityConfig,
+    /// `ccproxy.prices`: a price table file replacing the bundled `assets/prices.json`.
+    pub prices: Option<PathBuf>,
 }
 
 /// `ccproxy.identity: {host, user}`: overrides for `capture_host` (default:
@@ -370,6 +372,7 @@ impl Config {
                 host: identity.host,
                 user: identity.user,
             },
+            prices: ccp.prices.map(resolve),
             home,
             config_path,
         }
@@ -482,6 +485,7 @@ struct FileCcproxy {
     upstream: Option<UrlValue>,
     litellm: Option<FileGateway>,
     identity: Option<FileIdentity>,
+    prices: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod home;
+pub mod llm;
 pub mod proxy;
 pub mod store;
 pub mod tui;
@@ -99,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ca(args) => cmd::ca::ca(&cmd::config(&cli)?, args),
         Command::Export(args) => cmd::export::export(&cmd::config(&cli)?, args).await,
         Command::Logs(args) => cmd::logs::logs(&cmd::config(&cli)?, args).await,
+        Command::Stats(args) => cmd::stats::stats(&cmd::config(&cli)?, args).await,
         Command::Engine(args) => cmd::engine::engine_main(&cli, args).await,
     }
 }

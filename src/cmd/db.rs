@@ -1,4 +1,4 @@
-//! `ccproxy db migrate|url|status|prune`.
+//! `ccproxy db migrate|url|status|prune|backfill`.
 
 use anyhow::Context as _;
 
@@ -36,6 +36,15 @@ pub async fn db(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
             println!(
                 "deleted {n} flow(s) older than {}",
                 humantime::format_duration(args.older_than)
+            );
+        }
+        DbCommand::Backfill => {
+            migrate::migrate(&mut client).await?;
+            let prices = crate::llm::PriceTable::configured(cfg.prices.as_deref())?;
+            let done = store::llm::backfill(&mut client, &prices).await?;
+            println!(
+                "analysed {} row(s): {} LLM/MCP exchange(s) filled in",
+                done.rows, done.llm
             );
         }
         DbCommand::Url | DbCommand::Status => {}

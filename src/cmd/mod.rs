@@ -16,6 +16,7 @@ pub mod logs;
 pub mod mitm;
 pub mod run;
 pub mod start;
+pub mod stats;
 pub mod status;
 pub mod stop;
 pub mod tui;

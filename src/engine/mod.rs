@@ -48,6 +48,9 @@ pub enum EngineError {
     /// The gateway did not come up.
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    /// The price table named by `ccproxy.prices` is unusable.
+    #[error(transparent)]
+    Prices(#[from] crate::llm::PriceError),
     /// Files in `<home>`.
     #[error("{what}: {source}")]
     Io {
@@ -176,6 +179,11 @@ impl Engine {
         let reverse_addr = reverse.as_ref().map(local).transpose()?;
 
         let hub = FlowHub::new(8192);
+        crate::llm::PriceTable::install(crate::llm::PriceTable::configured(cfg.prices.as_deref())?);
+        hub.set_analyzer(Arc::new(|flow: &mut crate::flow::Flow| {
+            let prices = crate::llm::PriceTable::shared();
+            flow.llm = crate::llm::analyze_timed(flow, prices, &flow.response_frames).map(Arc::new);
+        }));
         let state = ProxyState::new(Arc::clone(&cfg), hub.clone())?;
         let store = Store::open(&cfg)
             .await

@@ -39,6 +39,9 @@ pub struct HubSnapshot {
     pub other: u64,
 }
 
+/// Fills in what a completed flow means (the engine installs the LLM analysis).
+pub type Analyzer = Arc<dyn Fn(&mut Flow) + Send + Sync>;
+
 /// Fan-out point between the listeners and everyone who wants flows.
 #[derive(Clone)]
 pub struct FlowHub {
@@ -47,6 +50,7 @@ pub struct FlowHub {
     counters: Arc<HubCounters>,
     /// Subscribers that never look at live body chunks (the flow log).
     quiet: Arc<std::sync::atomic::AtomicUsize>,
+    stage: Arc<RwLock<Option<std::sync::mpsc::Sender<Arc<Flow>>>>>,
 }
 
 /// A viewer that wants whole flows only, never live body chunks: while only
@@ -80,6 +84,38 @@ impl FlowHub {
             sink: Arc::new(RwLock::new(None)),
             counters: Arc::new(HubCounters::default()),
             quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            stage: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Run `analyze` on every completed flow on a thread of its own, off the
+    /// proxy's workers, before the flow is stored and shown as completed. The
+    /// channel is unbounded (the analysis is far faster than the proxy), so
+    /// `completed` never waits. The thread ends when every hub clone is gone.
+    pub fn set_analyzer(&self, analyze: Analyzer) {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
+        let hub = Self {
+            live: self.live.clone(),
+            sink: Arc::clone(&self.sink),
+            counters: Arc::clone(&self.counters),
+            quiet: Arc::clone(&self.quiet),
+            stage: Arc::new(RwLock::new(None)),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ccproxy-llm".into())
+            .spawn(move || {
+                while let Ok(mut flow) = rx.recv() {
+                    analyze(Arc::make_mut(&mut flow));
+                    hub.publish_completed(flow);
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                if let Ok(mut s) = self.stage.write() {
+                    *s = Some(tx);
+                }
+            }
+            Err(e) => tracing::warn!("cannot start the analysis thread, flows go unanalysed: {e}"),
         }
     }
 
@@ -127,8 +163,20 @@ impl FlowHub {
         }
     }
 
-    /// The exchange ended: count it, show it, store it.
+    /// The exchange ended: analyse it (when an analyzer is set), count it,
+    /// show it, store it.
     pub fn completed(&self, flow: Arc<Flow>) {
+        let flow = match self.stage.read().ok().and_then(|s| s.clone()) {
+            Some(tx) => match tx.send(flow) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(flow)) => flow,
+            },
+            None => flow,
+        };
+        self.publish_completed(flow);
+    }
+
+    fn publish_completed(&self, flow: Arc<Flow>) {
         let c = &self.counters;
         c.completed.fetch_add(1, Ordering::Relaxed);
         if flow.error_type.is_some() {

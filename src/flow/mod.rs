@@ -187,6 +187,15 @@ pub struct Flow {
     pub capture_host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_user: Option<String>,
+    /// What the exchange means (API, usage, cost, TTFT, tools…), set once by
+    /// the analysis stage when the flow completes; `None` for non-LLM/MCP
+    /// traffic or before completion.
+    #[serde(default)]
+    pub llm: Option<Arc<crate::llm::Analysis>>,
+    /// Arrival times of the first response frames (at most `llm::MAX_FRAMES`),
+    /// for the time to the first token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_frames: Vec<crate::llm::FrameTime>,
 }
 
 /// The identity new flows are stamped with (set once by the store at start).
@@ -241,6 +250,8 @@ impl Flow {
             session_id: None,
             capture_host,
             capture_user,
+            llm: None,
+            response_frames: Vec::new(),
         }
     }
 

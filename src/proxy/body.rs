@@ -16,6 +16,7 @@ use tokio::time::Sleep;
 
 use super::record::Record;
 use crate::flow::ErrorKind;
+use crate::llm::{FrameTime, MAX_FRAMES};
 
 /// Error type of every body the proxy hands to hyper.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -38,6 +39,8 @@ pub struct Tapped {
     pub total: u64,
     /// Set when the body did not end cleanly.
     pub error: Option<(ErrorKind, String)>,
+    /// When the first frames arrived (responses only, at most `llm::MAX_FRAMES`).
+    pub frames: Vec<FrameTime>,
 }
 
 /// Forwards frames untouched; copies up to `limit` bytes of data on the side;
@@ -58,6 +61,7 @@ pub struct TeeBody<B> {
     idle_timer: Option<Pin<Box<Sleep>>>,
     /// A frame arrived since the timer was last armed.
     fresh: bool,
+    frames: Vec<FrameTime>,
 }
 
 impl<B: Body + Unpin> TeeBody<B> {
@@ -75,6 +79,7 @@ impl<B: Body + Unpin> TeeBody<B> {
             idle: None,
             idle_timer: None,
             fresh: false,
+            frames: Vec::new(),
         };
         // An empty body (GET, HEAD, 204) may never be polled: report it now.
         if tee.inner.is_end_stream() {
@@ -96,6 +101,7 @@ impl<B: Body + Unpin> TeeBody<B> {
             idle: None,
             idle_timer: None,
             fresh: false,
+            frames: Vec::new(),
         }
     }
 
@@ -135,6 +141,14 @@ impl<B: Body + Unpin> TeeBody<B> {
     }
 
     fn feed(&mut self, data: &Bytes) {
+        if self.side == Side::Response && self.frames.len() < MAX_FRAMES && !data.is_empty() {
+            if let Some(r) = &self.record {
+                self.frames.push(FrameTime {
+                    offset: self.total,
+                    elapsed_ms: r.elapsed_ms(),
+                });
+            }
+        }
         self.total += data.len() as u64;
         let room = self.limit.saturating_sub(self.buf.len());
         if room == 0 {
@@ -155,6 +169,7 @@ impl<B: Body + Unpin> TeeBody<B> {
                 captured: std::mem::take(&mut self.buf).freeze(),
                 total: self.total,
                 error,
+                frames: std::mem::take(&mut self.frames),
             };
             record.body_done(self.side, tapped);
         }
@@ -264,6 +279,7 @@ impl<B> Drop for TeeBody<B> {
                 captured: std::mem::take(&mut self.buf).freeze(),
                 total: self.total,
                 error,
+                frames: std::mem::take(&mut self.frames),
             };
             record.body_done(self.side, tapped);
         }

@@ -77,6 +77,11 @@ impl Record {
         self.id
     }
 
+    /// Milliseconds since the request started.
+    pub fn elapsed_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
     /// Capture bound for bodies.
     pub fn max_body_size(&self) -> usize {
         self.max_body_size
@@ -164,6 +169,10 @@ impl Record {
         let f = Arc::make_mut(&mut st.flow);
         f.request_body_size = request.total;
         f.response_body_size = response.total;
+        if st.response_encoding.is_none() {
+            // Offsets are of the wire bytes: they match the stored body only unencoded.
+            f.response_frames = response.frames;
+        }
         if capture {
             f.request_body = decoded(st.request_encoding.as_deref(), request.captured, max);
             f.response_body = decoded(st.response_encoding.as_deref(), response.captured, max);

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0001_init",
         include_str!("../../migrations/0001_init.sql"),
     ),
+    (2, "0002_llm", include_str!("../../migrations/0002_llm.sql")),
     (
         3,
         "0003_team",
@@ -36,6 +37,7 @@ pub fn latest_version() -> i32 {
 /// fills. Returns how many migrations were applied now.
 pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
     let mut applied = 0;
+    let mut llm_added = false;
     for (version, name, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!(
@@ -67,12 +69,34 @@ pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
             )
             .await?;
             applied += 1;
+            llm_added |= *version == 2;
             tracing::info!(migration = name, "applied");
         }
         tx.commit().await?;
     }
     super::partition::ensure(client).await?;
     check_columns(client).await?;
+    if llm_added {
+        // Fill the new columns of the rows stored before, when that is quick;
+        // a big table is left to `ccproxy db backfill`.
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])
+            .await?
+            .get(0);
+        if rows <= super::llm::BACKFILL_AT_MIGRATE {
+            let done = super::llm::backfill(client, crate::llm::PriceTable::shared()).await?;
+            tracing::info!(
+                rows = done.rows,
+                llm = done.llm,
+                "backfilled the LLM columns"
+            );
+        } else {
+            tracing::warn!(
+                rows,
+                "run `ccproxy db backfill` to fill the LLM columns of older rows"
+            );
+        }
+    }
     Ok(applied)
 }
 

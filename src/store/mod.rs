@@ -8,6 +8,7 @@
 
 pub mod connect;
 pub mod identity;
+pub mod llm;
 pub mod managed;
 pub mod migrate;
 pub mod partition;

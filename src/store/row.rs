@@ -56,9 +56,36 @@ pub const COLUMNS: &[(&str, Type)] = &[
     ("model", Type::TEXT),
     ("input_tokens", Type::INT4),
     ("output_tokens", Type::INT4),
+    // Migration 0002: what the exchange means (see `store::llm`).
+    ("api", Type::TEXT),
+    ("response_model", Type::TEXT),
+    ("stop_reason", Type::TEXT),
+    ("cache_read_tokens", Type::INT4),
+    ("cache_creation_tokens", Type::INT4),
+    ("reasoning_tokens", Type::INT4),
+    ("ttft_ms", Type::FLOAT8),
+    ("cost_usd", Type::FLOAT8),
+    ("tool_calls", Type::JSONB),
+    ("ratelimit", Type::JSONB),
+    ("agent", Type::TEXT),
+    ("mcp_method", Type::TEXT),
+    ("provider", Type::TEXT),
+    ("response_id", Type::TEXT),
+    ("stream", Type::BOOL),
+    ("output_tokens_per_s", Type::FLOAT8),
+    ("message_count", Type::INT4),
+    ("system_bytes", Type::INT4),
+    ("tools_bytes", Type::INT4),
+    ("tool_results", Type::JSONB),
+    ("llm_error", Type::TEXT),
+    ("llm_version", Type::INT4),
+    // Migration 0003: who captured it.
     ("capture_host", Type::TEXT),
     ("capture_user", Type::TEXT),
 ];
+
+/// Where the LLM columns (`store::llm::LlmValues`) start in [`COLUMNS`].
+pub const LLM_START: usize = 31;
 
 /// The SQL type name of a column type (for staging DDL and fix-it messages).
 pub fn sql_type(t: &Type) -> &'static str {
@@ -198,6 +225,7 @@ pub struct RowValues<'a> {
     model: Option<String>,
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
+    llm: super::llm::LlmValues,
     capture_host: Cow<'a, str>,
     capture_user: Cow<'a, str>,
 }
@@ -205,7 +233,6 @@ pub struct RowValues<'a> {
 impl<'a> RowValues<'a> {
     /// Borrow a flow as row values.
     pub fn new(f: &'a Flow) -> Self {
-        let usage = response_usage(f);
         let capture_host = match f.capture_host.as_deref() {
             Some(h) => pg_text(h),
             None => Cow::Owned(super::identity::current().host.clone()),
@@ -213,6 +240,27 @@ impl<'a> RowValues<'a> {
         let capture_user = match f.capture_user.as_deref() {
             Some(u) => pg_text(u),
             None => Cow::Owned(super::identity::current().user.clone()),
+        };
+        let analysis = f.llm.clone().or_else(|| {
+            // Not through the analysis stage (tests, tools): analyse LLM traffic here.
+            matches!(f.traffic_type, TrafficType::Llm | TrafficType::Mcp)
+                .then(|| crate::llm::analyze(f, crate::llm::PriceTable::shared()))
+                .flatten()
+                .map(std::sync::Arc::new)
+        });
+        let llm = super::llm::LlmValues::new(analysis.as_deref());
+        let usage = if analysis.is_some() {
+            Usage {
+                input: llm.input_tokens,
+                output: llm.output_tokens,
+            }
+        } else {
+            response_usage(f)
+        };
+        let model = if analysis.is_some() {
+            llm.model.clone().or_else(|| request_model(f))
+        } else {
+            request_model(f)
         };
         Self {
             trace_id: f.id.to_string(),
@@ -243,17 +291,18 @@ impl<'a> RowValues<'a> {
             session_id: pg_opt(f.session_id.as_deref()),
             ttfb_ms: f.ttfb_ms,
             http_version: pg_text(&f.http_version),
-            model: request_model(f),
+            model,
             input_tokens: usage.input,
             output_tokens: usage.output,
             capture_host,
             capture_user,
+            llm,
         }
     }
 
     /// The values in [`COLUMNS`] order.
-    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 33] {
-        [
+    pub fn as_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut v: Vec<&(dyn ToSql + Sync)> = vec![
             &self.trace_id,
             &self.method,
             &self.url,
@@ -285,9 +334,11 @@ impl<'a> RowValues<'a> {
             &self.model,
             &self.input_tokens,
             &self.output_tokens,
-            &self.capture_host,
-            &self.capture_user,
-        ]
+        ];
+        v.extend(self.llm.as_params());
+        v.push(&self.capture_host);
+        v.push(&self.capture_user);
+        v
     }
 }
 
@@ -440,7 +491,7 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
         Some("reverse") => Direction::Reverse,
         _ => Direction::Forward,
     };
-    Ok(Flow {
+    let mut flow = Flow {
         capture_host: row.try_get("capture_host")?,
         capture_user: row.try_get("capture_user")?,
         id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
@@ -486,7 +537,25 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
             .and_then(TrafficType::parse)
             .unwrap_or(TrafficType::Other),
         session_id: row.try_get("session_id")?,
-    })
+        llm: None,
+        response_frames: Vec::new(),
+    };
+    // The same analysis again (a pure function of the stored flow), with the
+    // figures only the live flow could tell (TTFT) or that were priced then
+    // (cost) taken from their columns.
+    let api: Option<String> = row.try_get("api").unwrap_or(None);
+    if api.is_some() || matches!(flow.traffic_type, TrafficType::Llm | TrafficType::Mcp) {
+        if let Some(mut a) = crate::llm::analyze(&flow, crate::llm::PriceTable::shared()) {
+            if let Ok(Some(t)) = row.try_get::<_, Option<f64>>("ttft_ms") {
+                a.ttft_ms = Some(t);
+            }
+            if let Ok(Some(c)) = row.try_get::<_, Option<f64>>("cost_usd") {
+                a.cost_usd = Some(c);
+            }
+            flow.llm = Some(std::sync::Arc::new(a));
+        }
+    }
+    Ok(flow)
 }
 
 #[cfg(test)]

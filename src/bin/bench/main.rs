@@ -1,6 +1,7 @@
-//! `ccproxy-bench [proxy|store|team|tui|all]`: side-by-side figures and ratios
+//! `ccproxy-bench [proxy|store|team|tui|llm|all]`: side-by-side figures and ratios
 //! (never asserted as timings in tests). See README.md "Benchmark".
 
+mod llm;
 mod proxy;
 mod store;
 mod team;
@@ -24,13 +25,15 @@ fn main() {
             "store" => store::run().await,
             "tui" => tui::run().await,
             "team" => team::run().await,
+            "llm" => llm::run().await,
             "all" => {
                 proxy::run().await?;
                 store::run().await?;
-                tui::run().await
+                tui::run().await?;
+                llm::run().await
             }
             other => {
-                anyhow::bail!("unknown benchmark `{other}`: use proxy, store, team, tui or all")
+                anyhow::bail!("unknown benchmark `{other}`: use proxy, store, team, tui, llm or all")
             }
         }
     });
