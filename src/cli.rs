@@ -45,6 +45,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the engine and gateway logs.
     Logs(LogsArgs),
+    /// Agent sessions: requests, conversations, tokens, cost, cache hit ratio.
+    Sessions(SessionsArgs),
+    /// One session: its conversations, turns, tool calls and cache verdicts.
+    Session(SessionArgs),
     /// LLM usage from the database: requests, tokens, cost, cache hit rate, TTFT, errors.
     Stats(StatsArgs),
     /// Internal: the detached engine process.
@@ -163,6 +167,17 @@ pub struct ExportArgs {
     pub host: Option<String>,
 }
 
+/// Flags of `ccproxy sessions`.
+#[derive(Debug, Args, Clone)]
+pub struct SessionsArgs {
+    /// Only sessions with requests newer than this, e.g. 1d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
+    pub since: std::time::Duration,
+    /// Machine-readable output (schema in README.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Flags of `ccproxy stats`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct StatsArgs {
@@ -175,6 +190,19 @@ pub struct StatsArgs {
     /// An array of JSON objects, one per group.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `ccproxy session ID`.
+#[derive(Debug, Args, Clone)]
+pub struct SessionArgs {
+    /// The session id (`x-claude-code-session-id`).
+    pub id: String,
+    /// Machine-readable output (schema in README.md).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// A readable transcript for a bug report.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// Flags of `ccproxy logs`.

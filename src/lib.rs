@@ -100,6 +100,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ca(args) => cmd::ca::ca(&cmd::config(&cli)?, args),
         Command::Export(args) => cmd::export::export(&cmd::config(&cli)?, args).await,
         Command::Logs(args) => cmd::logs::logs(&cmd::config(&cli)?, args).await,
+        Command::Sessions(args) => cmd::sessions::sessions(&cmd::config(&cli)?, args).await,
+        Command::Session(args) => cmd::session::session(&cmd::config(&cli)?, args).await,
         Command::Stats(args) => cmd::stats::stats(&cmd::config(&cli)?, args).await,
         Command::Engine(args) => cmd::engine::engine_main(&cli, args).await,
     }

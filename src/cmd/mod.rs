@@ -15,6 +15,8 @@ pub mod logging;
 pub mod logs;
 pub mod mitm;
 pub mod run;
+pub mod session;
+pub mod sessions;
 pub mod start;
 pub mod stats;
 pub mod status;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub mod agent;
 mod analyze;
 pub mod price;
+pub mod session;
 pub mod sse;
 pub mod stream;
 

@@ -94,6 +94,33 @@ impl Reader {
     }
 }
 
+/// Flows that carry a session id (bodies included), for `sessions` / `session`.
+impl Reader {
+    /// Up to `limit` flows with a session id started at or after `since`
+    /// (all when `None`), oldest first; only `session` when it is given.
+    pub async fn with_session(
+        &self,
+        since: Option<DateTime<Utc>>,
+        session: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Flow>> {
+        let cols = select_list();
+        let since = since.map_or(DateTime::UNIX_EPOCH.naive_utc(), |t| t.naive_utc());
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {cols} FROM {TABLE} WHERE session_id IS NOT NULL \
+                     AND start_time >= $1 AND ($2::TEXT IS NULL OR session_id = $2) \
+                     ORDER BY start_time ASC LIMIT $3"
+                ),
+                &[&since, &session, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+}
+
 /// The TUI's history pages come from here.
 impl FlowHistory for Reader {
     fn page(

@@ -1,8 +1,9 @@
-//! `ccproxy-bench [proxy|store|team|tui|llm|all]`: side-by-side figures and ratios
+//! `ccproxy-bench [proxy|store|team|tui|llm|sessions|all]`: side-by-side figures and ratios
 //! (never asserted as timings in tests). See README.md "Benchmark".
 
 mod llm;
 mod proxy;
+mod sessions;
 mod store;
 mod team;
 mod tui;
@@ -26,6 +27,7 @@ fn main() {
             "tui" => tui::run().await,
             "team" => team::run().await,
             "llm" => llm::run().await,
+            "sessions" => sessions::run().await,
             "all" => {
                 proxy::run().await?;
                 store::run().await?;
@@ -33,7 +35,9 @@ fn main() {
                 llm::run().await
             }
             other => {
-                anyhow::bail!("unknown benchmark `{other}`: use proxy, store, team, tui, llm or all")
+                anyhow::bail!(
+                    "unknown benchmark `{other}`: use proxy, store, team, tui, llm, sessions or all"
+                )
             }
         }
     });
