@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 const ANTHROPIC_SSE: &str = concat!(
     "event: message_start\n",
-    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":88000,\"cache_creation_input_tokens\":300,\"output_tokens\":1}}}\n\n",
     "event: content_block_start\n",
     "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
     "event: content_block_delta\n",
@@ -461,4 +461,15 @@ fn body_budget_drops_the_oldest_bodies_first() {
     select(&mut app, 0);
     app.update(Action::Open);
     assert!(draw(&mut app).contains("not kept in memory"));
+}
+
+#[test]
+fn list_with_llm_columns_and_header_totals() {
+    let mut app = app_with_fixtures();
+    // 120 columns is below the width that shows them unasked: `t` asks.
+    draw(&mut app);
+    app.update(Action::ToggleLlmColumns);
+    let screen = draw(&mut app);
+    assert!(screen.contains("TTFT"), "{screen}");
+    insta::assert_snapshot!(screen);
 }

@@ -38,6 +38,8 @@ pub enum Action {
     PrevTab,
     /// `F`: follow the newest flow.
     ToggleFollow,
+    /// `t`: show or hide the LLM columns (model, tokens, cost, TTFT).
+    ToggleLlmColumns,
     /// Open the filter bar.
     StartFilter,
     /// A key typed into the filter bar.

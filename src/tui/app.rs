@@ -86,6 +86,8 @@ pub struct App {
     pub input: Input,
     /// The table's columns, in order.
     pub columns: Vec<ColumnId>,
+    /// Show the LLM columns (`t`); `None`: when the terminal is wide enough.
+    pub llm_columns: Option<bool>,
     /// First visible row shown by the table.
     pub table_offset: usize,
     /// Pane sizes from the last layout.
@@ -111,6 +113,12 @@ pub struct App {
 }
 
 impl App {
+    /// The LLM columns show: as toggled with `t`, else from the screen width.
+    pub fn llm_columns_shown(&self) -> bool {
+        self.llm_columns
+            .unwrap_or(self.view.width >= columns::LLM_MIN_WIDTH)
+    }
+
     /// An empty list. With `history`, the newest stored page is requested at once.
     pub fn new(source: &str, history: bool, now: DateTime<Utc>) -> Self {
         let mut app = Self {
@@ -123,6 +131,7 @@ impl App {
             overlay: Overlay::None,
             input: Input::None,
             columns: columns::DEFAULT.to_vec(),
+            llm_columns: None,
             table_offset: 0,
             view: Viewport::default(),
             status: None,
@@ -238,6 +247,9 @@ impl App {
             Action::Back => self.back(),
             Action::NextTab => self.detail.cycle_tab(true),
             Action::PrevTab => self.detail.cycle_tab(false),
+            Action::ToggleLlmColumns => {
+                self.llm_columns = Some(!self.llm_columns_shown());
+            }
             Action::ToggleFollow => {
                 self.flows.follow = !self.flows.follow;
                 if self.flows.follow {

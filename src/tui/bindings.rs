@@ -278,6 +278,15 @@ pub static BINDINGS: &[Binding] = &[
     hinted(Ctx::LIST, &[ch('/')], |_| Action::StartFilter, "/ filter"),
     Binding {
         when: Ctx::BROWSE,
+        keys: &[ch('t')],
+        action: |_| Action::ToggleLlmColumns,
+        label: "t",
+        help: "show / hide the LLM columns: model, tokens, cost, TTFT",
+        hint_in: Ctx::LIST,
+        hint: "t tokens",
+    },
+    Binding {
+        when: Ctx::BROWSE,
         keys: &[ch('F')],
         action: |_| Action::ToggleFollow,
         label: "F",
@@ -444,6 +453,6 @@ mod tests {
             );
             assert_eq!(b.help.is_empty(), b.label.is_empty());
         }
-        assert_eq!(help().count(), 16);
+        assert_eq!(help().count(), 17);
     }
 }

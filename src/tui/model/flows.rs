@@ -3,7 +3,7 @@
 //! merge of stored history pages. No drawing, no I/O.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::flow::filter::Filter;
 use crate::flow::{Flow, TrafficType};
+use crate::llm::{Analysis, PriceTable};
 
 /// Largest live body kept per in-flight flow (the completed flow carries the final copy).
 const MAX_LIVE_BODY: usize = 64 << 20;
@@ -26,15 +27,76 @@ pub struct Entry {
     pub live: Vec<u8>,
     /// The bodies were dropped to stay within the memory budget.
     pub trimmed: bool,
+    /// What the LLM / MCP exchange means, once it completed (kept when the
+    /// bodies are trimmed, so the columns and totals stay right).
+    pub llm: Option<Arc<Analysis>>,
 }
 
 impl Entry {
     fn new(flow: Arc<Flow>) -> Self {
+        let llm = analysis_of(&flow);
         Self {
             flow,
             live: Vec::new(),
             trimmed: false,
+            llm,
         }
+    }
+}
+
+/// The analysis of a completed flow: the one the engine's analysis stage set
+/// on it, else (a flow from an engine without the stage, or from history
+/// stored before it) computed here once with the bundled price table.
+fn analysis_of(flow: &Flow) -> Option<Arc<Analysis>> {
+    static PRICES: OnceLock<PriceTable> = OnceLock::new();
+    if let Some(a) = &flow.llm {
+        return Some(Arc::clone(a));
+    }
+    if !flow.is_complete() || !matches!(flow.traffic_type, TrafficType::Llm | TrafficType::Mcp) {
+        return None;
+    }
+    crate::llm::analyze(flow, PRICES.get_or_init(PriceTable::bundled)).map(Arc::new)
+}
+
+/// Token, cost and cache totals over a set of flows (the header's figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// Flows with an analysis.
+    pub analysed: u64,
+    /// Fresh input tokens.
+    pub input: u64,
+    /// Output tokens (reasoning included).
+    pub output: u64,
+    /// Input tokens read from the cache.
+    pub cache_read: u64,
+    /// Input tokens written to the cache.
+    pub cache_creation: u64,
+    /// Cost of the priced flows, USD.
+    pub cost_usd: f64,
+    /// Analysed flows whose model is not in the price table.
+    pub unpriced: u64,
+}
+
+impl Totals {
+    /// Add one analysis.
+    pub fn add(&mut self, a: &Analysis) {
+        self.analysed += 1;
+        self.input += a.usage.input.unwrap_or(0);
+        self.output += a.usage.output.unwrap_or(0);
+        self.cache_read += a.usage.cache_read.unwrap_or(0);
+        self.cache_creation += a.usage.cache_creation.unwrap_or(0);
+        match a.cost_usd {
+            Some(c) => self.cost_usd += c,
+            None if !a.usage.is_empty() => self.unpriced += 1,
+            None => {}
+        }
+    }
+
+    /// Cache read ÷ (input + cache read + cache creation), when any prompt was sent.
+    pub fn cache_hit_rate(&self) -> Option<f64> {
+        let prompt = self.input + self.cache_read + self.cache_creation;
+        #[allow(clippy::cast_precision_loss)]
+        (prompt > 0).then(|| self.cache_read as f64 / prompt as f64)
     }
 }
 
@@ -116,6 +178,17 @@ impl FlowList {
             .collect()
     }
 
+    /// Token, cost and cache totals of the flows passing the filter.
+    pub fn visible_totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for e in self.visible.iter().filter_map(|&i| self.entries.get(i)) {
+            if let Some(a) = &e.llm {
+                t.add(a);
+            }
+        }
+        t
+    }
+
     /// Position of the selection in the visible list.
     pub fn selected_pos(&self) -> Option<usize> {
         let sel = self.selected?;
@@ -160,6 +233,9 @@ impl FlowList {
     pub fn upsert(&mut self, flow: Arc<Flow>) -> bool {
         let passes = self.filter.matches(&flow);
         if let Some(&i) = self.index.get(&flow.id) {
+            if flow.is_complete() {
+                self.entries[i].llm = analysis_of(&flow);
+            }
             let old = std::mem::replace(&mut self.entries[i].flow, Arc::clone(&flow));
             self.entries[i].trimmed = false;
             self.body_bytes =

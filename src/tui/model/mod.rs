@@ -19,6 +19,8 @@ pub struct Viewport {
     pub body_rows: usize,
     /// Columns of the detail pane's content.
     pub body_width: usize,
+    /// Columns of the whole screen (picks the table's columns).
+    pub width: u16,
 }
 
 impl Default for Viewport {
@@ -27,6 +29,7 @@ impl Default for Viewport {
             table_rows: 10,
             body_rows: 10,
             body_width: 100,
+            width: 120,
         }
     }
 }

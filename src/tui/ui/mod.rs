@@ -51,7 +51,7 @@ fn areas(area: Rect, app: &App) -> Areas {
         Input::None => 0,
     };
     let [head, main, bar, foot] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(header::rows(app)),
         Constraint::Min(3),
         Constraint::Length(bar_rows),
         Constraint::Length(1),
@@ -82,6 +82,7 @@ pub fn viewport(area: Rect, app: &App) -> Viewport {
         table_rows: table::rows_in(a.list),
         body_rows: usize::from(body.height),
         body_width: usize::from(body.width),
+        width: area.width,
     }
 }
 

@@ -67,8 +67,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         f.render_widget(Line::styled(msg, Style::new().fg(Color::DarkGray)), inner);
         return;
     }
-    let cols: Vec<&Column> = app
-        .columns
+    let cols: Vec<&Column> = columns::with_llm(&app.columns, app.llm_columns_shown())
         .iter()
         .filter_map(|id| columns::column(*id))
         .collect();
