@@ -50,6 +50,83 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `ccproxy.prices`: a price table file replacing the bundled `assets/prices.json`.
     pub prices: Option<PathBuf>,
+    /// `ccproxy.otel` (the `OTEL_EXPORTER_OTLP_*` variables win): where spans go; `None` = no export.
+    pub otel: Option<OtelConfig>,
+}
+
+/// `ccproxy.otel`: OTLP/HTTP span export of every completed LLM exchange.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OtelConfig {
+    /// Base URL of the collector (`/v1/traces` is added), or the full traces URL.
+    pub endpoint: String,
+    /// `http/protobuf` (default) or `http/json`.
+    pub protocol: OtelProtocol,
+    /// Extra request headers (e.g. an API key of the tracing backend).
+    pub headers: Vec<(String, String)>,
+    /// Attach prompts and answers (`gen_ai.input.messages`, …), redacted; off by default.
+    pub capture_content: bool,
+}
+
+/// The OTLP/HTTP encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtelProtocol {
+    /// `http/protobuf`.
+    #[default]
+    Protobuf,
+    /// `http/json`.
+    Json,
+}
+
+impl OtelProtocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Protobuf => "http/protobuf",
+            Self::Json => "http/json",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "http/protobuf" | "protobuf" => Ok(Self::Protobuf),
+            "http/json" | "json" => Ok(Self::Json),
+            "grpc" => Err("`grpc` is not supported: use http/protobuf (port 4318 on most collectors)".into()),
+            other => Err(format!("`{other}` is not http/protobuf or http/json")),
+        }
+    }
+}
+
+/// `k1=v1,k2=v2` as `OTEL_EXPORTER_OTLP_HEADERS` writes it (values percent-decoded).
+fn parse_otel_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+            Ok((k.trim().to_string(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `ccproxy.identity: {host, user}`: overrides for `capture_host` (default:
@@ -373,6 +450,12 @@ impl Config {
                 user: identity.user,
             },
             prices: ccp.prices.map(resolve),
+            otel: ccp.otel.map(|o| OtelConfig {
+                endpoint: o.endpoint.unwrap_or_default(),
+                protocol: o.protocol.map_or(OtelProtocol::Protobuf, |p| p.0),
+                headers: o.headers.unwrap_or_default().into_iter().collect(),
+                capture_content: o.capture_content.unwrap_or(false),
+            }),
             home,
             config_path,
         }
@@ -398,6 +481,7 @@ impl Config {
                 )
             })?;
         }
+        self.apply_otel_env(env)?;
         for name in ["CCPROXY_DATABASE_URL", "DATABASE_URL"] {
             if let Some(v) = env(name).filter(|v| !v.is_empty()) {
                 self.mitm.database_url = Some(v);
@@ -413,6 +497,42 @@ impl Config {
 /// config fuzz target and property test.
 pub fn check_text(text: &str) -> Result<(), String> {
     parse_file(text).map(|_| ())
+}
+
+impl Config {
+    /// The `OTEL_EXPORTER_OTLP_*` variables (the traces-specific ones first) win over the file.
+    fn apply_otel_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |names: [&'static str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+        };
+        let bad = |name: &str, message: String| ConfigError::Override {
+            name: name.into(),
+            message,
+        };
+        let traces = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|v| !v.trim().is_empty());
+        let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty());
+        if let Some(url) = traces.or(base) {
+            self.otel.get_or_insert_with(OtelConfig::default).endpoint = url;
+        }
+        let Some(otel) = self.otel.as_mut() else {
+            return Ok(());
+        };
+        if let Some((name, v)) = get(["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
+            otel.protocol = OtelProtocol::parse(&v).map_err(|m| bad(name, m))?;
+        }
+        if let Some((name, v)) = get(["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]) {
+            for (k, val) in parse_otel_headers(&v).map_err(|m| bad(name, m))? {
+                otel.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&k));
+                otel.headers.push((k, val));
+            }
+        }
+        if otel.endpoint.trim().is_empty() {
+            self.otel = None;
+        }
+        Ok(())
+    }
 }
 
 fn parse_file(text: &str) -> Result<FileConfig, String> {
@@ -486,6 +606,29 @@ struct FileCcproxy {
     litellm: Option<FileGateway>,
     identity: Option<FileIdentity>,
     prices: Option<PathBuf>,
+    otel: Option<FileOtel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOtel {
+    endpoint: Option<String>,
+    protocol: Option<ProtocolValue>,
+    headers: Option<BTreeMap<String, String>>,
+    capture_content: Option<bool>,
+}
+
+/// `http/protobuf` or `http/json`, checked while parsing so the error names the line.
+#[derive(Debug)]
+struct ProtocolValue(OtelProtocol);
+
+impl<'de> Deserialize<'de> for ProtocolValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OtelProtocol::parse(&s)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod flow;
 pub mod home;
 pub mod llm;
+pub mod otel;
 pub mod proxy;
 pub mod store;
 pub mod tui;

@@ -164,6 +164,7 @@ fn status() -> EngineStatus {
             ..StoreStats::default()
         },
         flows: HubSnapshot::default(),
+        otel: None,
     }
 }
 

@@ -353,6 +353,7 @@ mod tests {
             gateway: None,
             storage: crate::store::StoreStats::default(),
             flows: crate::flow::HubSnapshot::default(),
+            otel: None,
         }
     }
 

@@ -48,6 +48,9 @@ pub enum EngineError {
     /// The gateway did not come up.
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    /// The OpenTelemetry exporter could not be set up.
+    #[error("{0}")]
+    Otel(String),
     /// The price table named by `ccproxy.prices` is unusable.
     #[error(transparent)]
     Prices(#[from] crate::llm::PriceError),
@@ -74,6 +77,7 @@ struct Shared {
     reverse: Option<SocketAddr>,
     gateway: Option<GatewayStatus>,
     store: Mutex<Option<Store>>,
+    otel: Option<crate::otel::Exporter>,
 }
 
 impl Shared {
@@ -94,6 +98,7 @@ impl Shared {
             gateway: self.gateway.clone(),
             storage,
             flows: self.hub.snapshot(),
+            otel: self.otel.as_ref().map(crate::otel::Exporter::stats),
         }
     }
 }
@@ -108,6 +113,7 @@ pub struct Engine {
     listeners: Vec<JoinHandle<()>>,
     control: Option<JoinHandle<()>>,
     gateway: Option<Gateway>,
+    otel: Option<(CancellationToken, JoinHandle<()>)>,
     lock: PathBuf,
     socket: PathBuf,
 }
@@ -191,6 +197,19 @@ impl Engine {
         hub.set_sink(store.sink());
 
         let shutdown = CancellationToken::new();
+        let mut otel_task = None;
+        let otel = match &cfg.otel {
+            Some(o) => {
+                let stop = CancellationToken::new();
+                let (exporter, task) =
+                    crate::otel::Exporter::start(o, capture_host(), hub.subscribe(), stop.clone())
+                        .map_err(|e| EngineError::Otel(e.to_string()))?;
+                tracing::info!(endpoint = %exporter.stats().endpoint, protocol = o.protocol.as_str(), "exporting LLM spans over OTLP");
+                otel_task = Some((stop, task));
+                Some(exporter)
+            }
+            None => None,
+        };
         let mut listeners = vec![proxy::serve_forward(
             forward,
             Arc::clone(&state),
@@ -255,6 +274,7 @@ impl Engine {
                 command: g.argv.clone(),
             }),
             store: Mutex::new(Some(store)),
+            otel,
         });
 
         let socket = home.socket();
@@ -265,6 +285,7 @@ impl Engine {
             shutdown,
             listeners,
             control: None,
+            otel: otel_task,
             gateway,
             lock: home.engine_lock(),
             socket: socket.clone(),
@@ -348,6 +369,11 @@ impl Engine {
         if let Some(store) = store {
             // Also stops the managed database when this store started it.
             store.shutdown(STORE_DEADLINE).await;
+        }
+        if let Some((stop, task)) = self.otel.take() {
+            // Every exchange has completed by now: send what is queued, within a deadline.
+            stop.cancel();
+            let _ = tokio::time::timeout(STORE_DEADLINE, task).await;
         }
         let pid = std::process::id();
         if matches!(pidfile::read(&self.lock), Ok(Some(r)) if r.pid == pid) {
@@ -457,4 +483,12 @@ async fn reap_orphan_gateway(home: &Home) {
             pidfile::remove_if_owned(&path, rec.pid);
         }
     }
+}
+
+/// The machine's name for the spans' `host.name`.
+fn capture_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
