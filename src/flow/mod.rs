@@ -14,6 +14,7 @@ pub mod filter;
 pub mod har;
 pub mod history;
 mod hub;
+pub mod websocket;
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use hub::{FlowHub, HubCounters, HubSnapshot, QuietReceiver};
+pub use websocket::{WsFrom, WsMessage, WsOpcode};
 
 /// Which listener saw the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -196,6 +198,9 @@ pub struct Flow {
     /// for the time to the first token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_frames: Vec<crate::llm::FrameTime>,
+    /// A WebSocket flow (status 101): its messages, both directions, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ws_messages: Vec<WsMessage>,
 }
 
 /// The identity new flows are stamped with (set once by the store at start).
@@ -252,6 +257,7 @@ impl Flow {
             capture_user,
             llm: None,
             response_frames: Vec::new(),
+            ws_messages: Vec::new(),
         }
     }
 

@@ -290,7 +290,7 @@ impl<B> Drop for TeeBody<B> {
 #[derive(Debug)]
 pub enum ProxyBody {
     /// The upstream's response, streamed through the tee.
-    Upstream(TeeBody<Incoming>),
+    Upstream(TeeBody<super::pool::ResponseBody>),
     /// A short local answer (errors, CONNECT established).
     Local(Option<Bytes>),
 }

@@ -66,6 +66,9 @@ pub async fn proxy(
     if let Err(resp) = check_target(conn, &target, req.headers(), replace_host) {
         return *resp;
     }
+    if super::websocket::is_upgrade(&req) {
+        return super::websocket::relay(state, conn, req, target, replace_host).await;
+    }
     let (mut parts, body) = req.into_parts();
     let host = crate::capture::host::normalize(target.host().unwrap_or_default());
     let path = target
@@ -113,8 +116,8 @@ pub async fn proxy(
     }
     join_cookies(&mut parts.headers);
     parts.headers.append(header::VIA, conn.listener.via.clone());
+    // The pool picks the upstream protocol from the client's version.
     parts.uri = target;
-    parts.version = Version::HTTP_11;
     let body = TeeBody::new(
         body,
         Side::Request,
@@ -300,8 +303,8 @@ async fn passthrough(
     }
     join_cookies(&mut parts.headers);
     parts.headers.append(header::VIA, via);
+    // The pool picks the upstream protocol from the client's version.
     parts.uri = target;
-    parts.version = Version::HTTP_11;
     let req = Request::from_parts(parts, TeeBody::passthrough(body));
     match tokio::time::timeout(state.timeouts.response_head, state.client.request(req)).await {
         Ok(Ok(resp)) => {

@@ -16,9 +16,11 @@ pub mod exchange;
 pub mod forward;
 pub mod head;
 pub mod limits;
+pub mod pool;
 pub mod record;
 pub mod reverse;
 pub mod upstream;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

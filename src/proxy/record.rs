@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::body::{Side, Tapped};
 use crate::capture::decode::decode_body;
 use crate::capture::redact::{capture_headers, Redactor};
-use crate::flow::{ErrorKind, Flow, FlowHub};
+use crate::flow::{ErrorKind, Flow, FlowHub, WsMessage};
 
 /// The shared, in-flight state of one exchange.
 #[derive(Debug)]
@@ -130,6 +130,22 @@ impl Record {
             }
             _ => None,
         }
+    }
+
+    /// A WebSocket flow's messages (see `websocket.rs`), set once it has closed.
+    pub fn websocket_messages(&self, messages: Vec<WsMessage>) {
+        let mut st = self.lock();
+        Arc::make_mut(&mut st.flow).ws_messages = messages;
+    }
+
+    /// An open WebSocket flow's messages so far, shown to viewers (not stored).
+    pub fn websocket_progress(&self, messages: Vec<WsMessage>) {
+        let snapshot = {
+            let mut st = self.lock();
+            Arc::make_mut(&mut st.flow).ws_messages = messages;
+            Arc::clone(&st.flow)
+        };
+        self.hub.responded(snapshot);
     }
 
     /// A live slice of the response body.

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_team",
         include_str!("../../migrations/0003_team.sql"),
     ),
+    (
+        4,
+        "0004_websocket",
+        include_str!("../../migrations/0004_websocket.sql"),
+    ),
 ];
 
 /// Key for `pg_advisory_xact_lock` ("ccproxy" in ASCII).

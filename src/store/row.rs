@@ -18,7 +18,7 @@ use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use serde::ser::{SerializeMap, Serializer};
 use tokio_postgres::Row;
 
-use crate::flow::{Direction, ErrorKind, Flow, Headers, TrafficType};
+use crate::flow::{Direction, ErrorKind, Flow, Headers, TrafficType, WsFrom, WsMessage, WsOpcode};
 
 /// The table every flow goes to.
 pub const TABLE: &str = "\"CCProxy_HttpTraces\"";
@@ -82,6 +82,8 @@ pub const COLUMNS: &[(&str, Type)] = &[
     // Migration 0003: who captured it.
     ("capture_host", Type::TEXT),
     ("capture_user", Type::TEXT),
+    // Migration 0004: a WebSocket flow's messages.
+    ("ws_messages", Type::JSONB),
 ];
 
 /// Where the LLM columns (`store::llm::LlmValues`) start in [`COLUMNS`].
@@ -228,6 +230,7 @@ pub struct RowValues<'a> {
     llm: super::llm::LlmValues,
     capture_host: Cow<'a, str>,
     capture_user: Cow<'a, str>,
+    ws_messages: Option<WsJson<'a>>,
 }
 
 impl<'a> RowValues<'a> {
@@ -297,6 +300,7 @@ impl<'a> RowValues<'a> {
             capture_host,
             capture_user,
             llm,
+            ws_messages: (!f.ws_messages.is_empty()).then_some(WsJson(&f.ws_messages)),
         }
     }
 
@@ -338,8 +342,97 @@ impl<'a> RowValues<'a> {
         v.extend(self.llm.as_params());
         v.push(&self.capture_host);
         v.push(&self.capture_user);
+        v.push(&self.ws_messages);
         v
     }
+}
+
+/// WebSocket messages as a JSONB array: `{"from", "t_ms", "opcode", "size"}`
+/// plus `"text"` (text messages, lossy UTF-8, NUL as U+FFFD) or `"base64"`
+/// (everything else), and `"compressed": true` for permessage-deflate.
+#[derive(Debug)]
+pub struct WsJson<'a>(pub &'a [WsMessage]);
+
+impl serde::Serialize for WsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for m in self.0 {
+            let mut obj = serde_json::Map::new();
+            obj.insert("from".into(), m.from.as_str().into());
+            obj.insert("t_ms".into(), m.offset_ms.into());
+            obj.insert("opcode".into(), m.opcode.as_str().into());
+            obj.insert("size".into(), m.size.into());
+            if m.opcode == WsOpcode::Text && !m.compressed {
+                let text = String::from_utf8_lossy(&m.data);
+                obj.insert("text".into(), pg_text(&text).into_owned().into());
+            } else {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&m.data);
+                obj.insert("base64".into(), b64.into());
+            }
+            if m.compressed {
+                obj.insert("compressed".into(), true.into());
+            }
+            seq.serialize_element(&obj)?;
+        }
+        seq.end()
+    }
+}
+
+impl ToSql for WsJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        serde_json::to_writer(out.writer(), self)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+
+    to_sql_checked!();
+}
+
+/// The reverse of [`WsJson`]; entries it cannot read are skipped.
+fn ws_from_json(v: Option<serde_json::Value>) -> Vec<WsMessage> {
+    use base64::Engine;
+    let Some(serde_json::Value::Array(items)) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|m| {
+            let from = WsFrom::parse(m.get("from")?.as_str()?)?;
+            let opcode = WsOpcode::parse(m.get("opcode")?.as_str()?)?;
+            let data = if let Some(t) = m.get("text").and_then(serde_json::Value::as_str) {
+                bytes::Bytes::from(t.to_string())
+            } else {
+                let b = m.get("base64").and_then(serde_json::Value::as_str)?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .ok()?
+                    .into()
+            };
+            Some(WsMessage {
+                from,
+                offset_ms: m.get("t_ms").and_then(serde_json::Value::as_f64)?,
+                opcode,
+                size: m.get("size").and_then(serde_json::Value::as_u64)?,
+                data,
+                compressed: m
+                    .get("compressed")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
+            })
+        })
+        .collect()
 }
 
 /// The `model` of a JSON request body (`{"model": "claude-…", …}`). A body
@@ -537,6 +630,7 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
             .and_then(TrafficType::parse)
             .unwrap_or(TrafficType::Other),
         session_id: row.try_get("session_id")?,
+        ws_messages: ws_from_json(row.try_get("ws_messages")?),
         llm: None,
         response_frames: Vec::new(),
     };

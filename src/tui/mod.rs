@@ -20,6 +20,7 @@ pub mod event;
 pub mod model;
 pub mod sse;
 pub mod ui;
+pub mod websocket;
 
 /// The old entry points, kept until `cmd/` owns them (removed at the merge).
 use std::io::Write as _;

@@ -243,6 +243,10 @@ pub fn tab_body(e: &Entry, tab: Tab) -> Option<(Option<&str>, Bytes)> {
                 .or_else(|| f.request_header("content-type")),
             f.request_body.clone(),
         )),
+        Tab::Response if !f.ws_messages.is_empty() => Some((
+            Some("text/plain"),
+            crate::tui::websocket::message_list(&f.ws_messages),
+        )),
         Tab::Response => {
             let body = if f.is_complete() || e.live.is_empty() {
                 f.response_body.clone()
