@@ -127,10 +127,12 @@ pub fn head(data: &[u8]) {
     }
 }
 
-/// SSE parser and stream analysis: the events do not depend on how the
-/// bytes were sliced, and analysis never panics.
+/// SSE parser, stream reassembly and LLM analysis: the events do not depend
+/// on how the bytes were sliced, and the analysis of any request and response
+/// bytes on any LLM path never panics.
 pub fn sse(data: &[u8]) {
-    use ccproxy::tui::sse::{SseParser, Stream};
+    use ccproxy::llm::sse::SseParser;
+    use ccproxy::llm::stream::Stream;
     let Some((cut, body)) = data.split_first() else {
         return;
     };
@@ -146,11 +148,30 @@ pub fn sse(data: &[u8]) {
         "slicing changed the events"
     );
     let _ = sliced.parser.pending();
+    let _ = sliced.message.usage_label();
+    const PATHS: [&str; 6] = [
+        "/v1/messages",
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        "/mcp",
+        "/model/anthropic.claude/invoke",
+    ];
     let mut flow = sample_flow();
-    flow.request_body = bytes::Bytes::copy_from_slice(body);
-    flow.response_body = bytes::Bytes::copy_from_slice(body);
+    flow.path = PATHS[usize::from(*cut) % PATHS.len()].to_string();
+    let (req, resp) = body.split_at(body.len() / 2);
+    flow.request_body = bytes::Bytes::copy_from_slice(req);
+    flow.response_body = bytes::Bytes::copy_from_slice(resp);
+    flow.response_content_type = Some(if cut & 1 == 0 { "text/event-stream" } else { "application/json" }.into());
+    let frames = [ccproxy::llm::FrameTime {
+        offset: u64::from(*cut),
+        elapsed_ms: 10.0,
+    }];
+    let prices = ccproxy::llm::PriceTable::shared();
+    if let Some(a) = ccproxy::llm::analyze_timed(&flow, prices, &frames) {
+        assert!(a.cost_usd.is_none_or(f64::is_finite), "cost is a number");
+    }
     let _ = ccproxy::store::row::request_model(&flow);
-    let _ = ccproxy::store::row::response_usage(&flow);
 }
 
 /// Spool segment reader: any file gives the records up to the first bad

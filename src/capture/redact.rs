@@ -136,7 +136,7 @@ impl Redactor {
     }
 
     /// Redact everything in a flow that can carry a secret: `url`, `path`,
-    /// both header lists, both bodies and the error message. The entry
+    /// both header lists, both bodies, WebSocket messages and the error message. The entry
     /// point; idempotent.
     pub fn flow(&self, f: &mut Flow) {
         if let Cow::Owned(u) = self.url(&f.url) {
@@ -153,6 +153,12 @@ impl Redactor {
         };
         f.request_body = self.body_as(&f.request_body, form(&f.request_content_type));
         f.response_body = self.body_as(&f.response_body, form(&f.response_content_type));
+        for m in &mut f.ws_messages {
+            // Compressed payloads are opaque bytes; the rest is redacted like a body.
+            if !m.compressed {
+                m.data = self.body(&m.data);
+            }
+        }
         if let Some(m) = &f.error_message {
             if let Cow::Owned(m) = self.url(m) {
                 f.error_message = Some(m);

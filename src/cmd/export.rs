@@ -36,7 +36,7 @@ pub enum ExportError {
 const PAGE: i64 = 5_000;
 
 /// Write `doc` to `path`, or to stdout when `path` is `-`.
-fn write_out(doc: &::har::Har, path: &Path) -> Result<(), HarError> {
+fn write_out(doc: &har::Document, path: &Path) -> Result<(), HarError> {
     if path.as_os_str() != "-" {
         return har::write_har(doc, path);
     }

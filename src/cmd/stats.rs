@@ -13,7 +13,6 @@ pub async fn stats(cfg: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
     let url = target.url().to_string();
     let client = store::connect(&url)
         .await
-        .map_err(StoreError::Db)
         .with_context(|| format!("cannot connect to {}", store::redact_url(&url)))?;
     store::migrate::check_columns(&client)
         .await

@@ -186,10 +186,7 @@ impl Engine {
 
         let hub = FlowHub::new(8192);
         crate::llm::PriceTable::install(crate::llm::PriceTable::configured(cfg.prices.as_deref())?);
-        hub.set_analyzer(Arc::new(|flow: &mut crate::flow::Flow| {
-            let prices = crate::llm::PriceTable::shared();
-            flow.llm = crate::llm::analyze_timed(flow, prices, &flow.response_frames).map(Arc::new);
-        }));
+        hub.set_analyzer(crate::llm::analyzer());
         let state = ProxyState::new(Arc::clone(&cfg), hub.clone())?;
         let store = Store::open(&cfg)
             .await

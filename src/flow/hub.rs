@@ -156,6 +156,11 @@ impl FlowHub {
         self.broadcast(FlowEvent::Responded { flow });
     }
 
+    /// The request body ended (the flow carries it).
+    pub fn request_body(&self, flow: Arc<Flow>) {
+        self.broadcast(FlowEvent::RequestBody { flow });
+    }
+
     /// A live slice of a response body; skipped entirely when nobody watches.
     pub fn response_chunk(&self, id: Uuid, data: Bytes) {
         if self.wants_chunks() {

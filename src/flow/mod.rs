@@ -13,7 +13,7 @@
 pub mod filter;
 pub mod har;
 pub mod history;
-mod hub;
+pub mod hub;
 pub mod websocket;
 
 use std::fmt;
@@ -293,6 +293,9 @@ pub enum FlowEvent {
     Started { flow: Arc<Flow> },
     /// Response head arrived (status, headers, ttfb); body still streaming.
     Responded { flow: Arc<Flow> },
+    /// The request body ended: the flow carries it (sent only while a live
+    /// viewer watches), so the prompt shows while the answer streams.
+    RequestBody { flow: Arc<Flow> },
     /// A slice of the response body as it arrived (only for identity-encoded
     /// bodies and only up to `max_body_size`), so a viewer can watch a stream.
     ResponseChunk {
@@ -308,7 +311,10 @@ impl FlowEvent {
     /// The flow this event is about.
     pub fn id(&self) -> Uuid {
         match self {
-            Self::Started { flow } | Self::Responded { flow } | Self::Completed { flow } => flow.id,
+            Self::Started { flow }
+            | Self::Responded { flow }
+            | Self::RequestBody { flow }
+            | Self::Completed { flow } => flow.id,
             Self::ResponseChunk { id, .. } => *id,
         }
     }

@@ -289,5 +289,15 @@ pub struct Analysis {
     pub mcp: Option<Mcp>,
 }
 
+/// The analysis stage the engine installs on its hub: every completed flow
+/// gets its [`Analysis`] (with the installed price table) before it is
+/// stored, shown or exported.
+pub fn analyzer() -> crate::flow::hub::Analyzer {
+    std::sync::Arc::new(|flow: &mut crate::flow::Flow| {
+        let prices = PriceTable::shared();
+        flow.llm = analyze_timed(flow, prices, &flow.response_frames).map(std::sync::Arc::new);
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -31,32 +31,7 @@ fn prices() -> PriceTable {
 
 /// A real-shaped Anthropic stream with cache tokens, thinking, text and a
 /// tool call streamed as `input_json_delta`.
-pub const ANTHROPIC_SSE: &str = concat!(
-    "event: message_start\n",
-    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":2000,\"cache_read_input_tokens\":88000,\"cache_creation\":{\"ephemeral_5m_input_tokens\":2000,\"ephemeral_1h_input_tokens\":0},\"output_tokens\":1}}}\n\n",
-    "event: ping\ndata: {\"type\": \"ping\"}\n\n",
-    "event: content_block_start\n",
-    "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
-    "event: content_block_delta\n",
-    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"User wants weather.\"}}\n\n",
-    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
-    "event: content_block_start\n",
-    "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-    "event: content_block_delta\n",
-    "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Let me \"}}\n\n",
-    "event: content_block_delta\n",
-    "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"check.\"}}\n\n",
-    "event: content_block_start\n",
-    "data: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
-    "event: content_block_delta\n",
-    "data: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}\n\n",
-    "event: content_block_delta\n",
-    "data: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}\n\n",
-    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
-    "event: message_delta\n",
-    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":42}}\n\n",
-    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-);
+pub const ANTHROPIC_SSE: &str = include_str!("../../tests/fixtures/llm/anthropic_sse.txt");
 
 fn anthropic_request() -> serde_json::Value {
     json!({
@@ -248,15 +223,7 @@ fn anthropic_error_body_and_count_tokens() {
     assert_eq!(a.cost_usd, None);
 }
 
-pub const OPENAI_CHAT_SSE: &str = concat!(
-    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
-    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
-    "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
-    "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\n",
-    "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
-    "data: {\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":1200,\"completion_tokens\":300,\"total_tokens\":1500,\"prompt_tokens_details\":{\"cached_tokens\":1024},\"completion_tokens_details\":{\"reasoning_tokens\":128}}}\n\n",
-    "data: [DONE]\n\n"
-);
+pub const OPENAI_CHAT_SSE: &str = include_str!("../../tests/fixtures/llm/openai_chat_sse.txt");
 
 #[test]
 fn openai_chat_stream_with_final_usage_chunk() {
@@ -364,19 +331,7 @@ fn openai_chat_json_completions_and_embeddings() {
     assert!((a.cost_usd.expect("cost") - 8.0 * 0.02 / 1e6).abs() < 1e-15);
 }
 
-pub const RESPONSES_SSE: &str = concat!(
-    "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"gpt-5-2025-08-07\",\"status\":\"in_progress\",\"usage\":null}}\n\n",
-    "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"output_index\":0,\"item\":{\"type\":\"reasoning\"}}\n\n",
-    "event: response.reasoning_summary_text.delta\ndata: {\"type\":\"response.reasoning_summary_text.delta\",\"output_index\":0,\"delta\":\"hmm\"}\n\n",
-    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":1,\"delta\":\"Hi\"}\n\n",
-    "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"output_index\":2,\"item\":{\"type\":\"function_call\",\"name\":\"g\",\"call_id\":\"c9\",\"arguments\":\"\"}}\n\n",
-    "event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"output_index\":2,\"delta\":\"{\\\"k\\\":\"}\n\n",
-    "event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"output_index\":2,\"delta\":\"2}\"}\n\n",
-    "event: response.output_item.done\ndata: {\"type\":\"response.output_item.done\",\"output_index\":2,\"item\":{\"type\":\"function_call\",\"name\":\"g\",\"call_id\":\"c9\",\"arguments\":\"{\\\"k\\\":2}\"}}\n\n",
-    "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"gpt-5-2025-08-07\",\"status\":\"completed\",\"error\":null,",
-    "\"output\":[{\"type\":\"reasoning\"},{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\"}]},{\"type\":\"function_call\",\"name\":\"g\",\"call_id\":\"c9\",\"arguments\":\"{\\\"k\\\":2}\"}],",
-    "\"usage\":{\"input_tokens\":2000,\"input_tokens_details\":{\"cached_tokens\":1500},\"output_tokens\":400,\"output_tokens_details\":{\"reasoning_tokens\":256},\"total_tokens\":2400}}}\n\n",
-);
+pub const RESPONSES_SSE: &str = include_str!("../../tests/fixtures/llm/responses_sse.txt");
 
 #[test]
 fn openai_responses_stream_stores_its_usage() {
@@ -438,11 +393,7 @@ fn openai_responses_json_incomplete() {
     assert_eq!(a.message_count, 1);
 }
 
-pub const GEMINI_SSE: &str = concat!(
-    "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Thinking about it\",\"thought\":true}],\"role\":\"model\"}}],\"usageMetadata\":{\"promptTokenCount\":900,\"cachedContentTokenCount\":600,\"totalTokenCount\":900},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r-1\"}\r\n\r\n",
-    "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Sunny\"}],\"role\":\"model\"}}],\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r-1\"}\r\n\r\n",
-    "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"get_weather\",\"args\":{\"city\":\"Paris\"}}}],\"role\":\"model\"},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":900,\"candidatesTokenCount\":40,\"cachedContentTokenCount\":600,\"thoughtsTokenCount\":60,\"totalTokenCount\":1000},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r-1\"}\r\n\r\n",
-);
+pub const GEMINI_SSE: &str = include_str!("../../tests/fixtures/llm/gemini_sse.txt");
 
 #[test]
 fn gemini_stream_sse_and_json_array_agree() {
@@ -581,12 +532,7 @@ fn bedrock_invoke_json_and_event_stream() {
     assert_eq!(a.cost_usd, None);
 }
 
-pub const MCP_SSE: &str = concat!(
-    "event: message\n",
-    "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n",
-    "event: message\n",
-    "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"boom\"}],\"isError\":true}}\n\n",
-);
+pub const MCP_SSE: &str = include_str!("../../tests/fixtures/llm/mcp_sse.txt");
 
 #[test]
 fn mcp_over_sse_request_and_notification() {

@@ -50,7 +50,7 @@ pub enum OtelError {
     Header(String),
     /// The system trust store could not be read for an https endpoint.
     #[error("cannot load the system trust store for the otel endpoint: {0}")]
-    Tls(std::io::Error),
+    Tls(String),
 }
 
 /// What the exporter has done, for `status` (`otel` in `status --json`).
@@ -105,9 +105,25 @@ impl Exporter {
                 Ok((name, value))
             })
             .collect::<Result<Vec<_>, OtelError>>()?;
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 && endpoint.starts_with("https:") {
+            let why = native
+                .errors
+                .first()
+                .map_or_else(|| "no certificates found".to_string(), ToString::to_string);
+            return Err(OtelError::Tls(why));
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OtelError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(OtelError::Tls)?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();
@@ -230,7 +246,8 @@ where
             // Let a burst fill the batch, but never hold a span longer than LINGER.
             let deadline = tokio::time::Instant::now() + LINGER;
             while batch.len() < BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, BATCH - batch.len()))
+                let room = BATCH - batch.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room))
                     .await
                 {
                     Ok(0) | Err(_) => break,

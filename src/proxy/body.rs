@@ -286,6 +286,59 @@ impl<B> Drop for TeeBody<B> {
     }
 }
 
+/// The client's request body, shared with the handler: when the upstream
+/// fails before reading it (connect, DNS, TLS, timeout), the handler takes
+/// back what is left and reads it into the flow, so a failed exchange keeps
+/// its request. Polling takes an uncontended lock.
+#[derive(Debug, Clone)]
+pub struct Reclaim(Arc<std::sync::Mutex<Option<Incoming>>>);
+
+impl Reclaim {
+    /// Share `body`.
+    pub fn new(body: Incoming) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(body))))
+    }
+
+    /// What the upstream left unread (`None` once a clone has taken it).
+    pub fn take(&self) -> Option<Incoming> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(Option<&mut Incoming>) -> T) -> T {
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(g.as_mut())
+    }
+}
+
+impl Body for Reclaim {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.with(|b| match b {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.with(|b| b.is_none_or(|b| b.is_end_stream()))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.with(|b| b.map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()))
+    }
+}
+
 /// The body of every response a listener sends.
 #[derive(Debug)]
 pub enum ProxyBody {

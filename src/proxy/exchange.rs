@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpInfo;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::body::{ProxyBody, Side, TeeBody};
+use super::body::{ProxyBody, Reclaim, Side, TeeBody};
 use super::limits::Slot;
 use super::record::{content_encoding, header_string, Record};
 use super::upstream::{classify_error, error_chain};
@@ -117,9 +117,11 @@ pub async fn proxy(
     join_cookies(&mut parts.headers);
     parts.headers.append(header::VIA, conn.listener.via.clone());
     // The pool picks the upstream protocol from the client's version.
+    let hint_target = target.clone();
     parts.uri = target;
+    let unread = Reclaim::new(body);
     let body = TeeBody::new(
-        body,
+        unread.clone(),
         Side::Request,
         Arc::clone(&record),
         cfg.capture_bodies,
@@ -143,14 +145,17 @@ pub async fn proxy(
             }
             let kind = classify_error(&e);
             let reason = error_chain(&e);
-            return fail(&record, kind, reason);
+            let hint = failure_hint(state, conn, replace_host, kind, &reason, &hint_target);
+            keep_request(&record, &unread).await;
+            return fail(&record, kind, reason, hint);
         }
         Err(_) => {
             let reason = format!(
                 "no response head from upstream within {}",
                 humantime::format_duration(state.timeouts.response_head)
             );
-            return fail(&record, ErrorKind::Timeout, reason);
+            keep_request(&record, &unread).await;
+            return fail(&record, ErrorKind::Timeout, reason, None);
         }
     };
 
@@ -305,7 +310,7 @@ async fn passthrough(
     parts.headers.append(header::VIA, via);
     // The pool picks the upstream protocol from the client's version.
     parts.uri = target;
-    let req = Request::from_parts(parts, TeeBody::passthrough(body));
+    let req = Request::from_parts(parts, TeeBody::passthrough(Reclaim::new(body)));
     match tokio::time::timeout(state.timeouts.response_head, state.client.request(req)).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
@@ -332,16 +337,92 @@ async fn passthrough(
 }
 
 /// Record the failure and answer 502 (504 for a timeout) with a short reason.
-fn fail(record: &Record, kind: ErrorKind, reason: String) -> Response<ProxyBody> {
+fn fail(record: &Record, kind: ErrorKind, reason: String, hint: Option<String>) -> Response<ProxyBody> {
     tracing::debug!(error_type = kind.as_str(), %reason, "upstream failed");
     let status = if kind == ErrorKind::Timeout {
         StatusCode::GATEWAY_TIMEOUT
     } else {
         StatusCode::BAD_GATEWAY
     };
-    let text = format!("ccproxy: upstream {} error: {reason}\n", kind.as_str());
+    let text = match &hint {
+        Some(h) => format!("ccproxy: upstream {} error: {reason}\nccproxy: {h}\n", kind.as_str()),
+        None => format!("ccproxy: upstream {} error: {reason}\n", kind.as_str()),
+    };
+    let reason = match hint {
+        Some(h) => format!("{reason} ({h})"),
+        None => reason,
+    };
     record.fail(kind, reason);
     local_response(status, text)
+}
+
+/// How long a failed exchange waits for the rest of the client's request
+/// body (the upstream never read it) before storing what it has.
+const KEEP_REQUEST_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The upstream failed before reading the request body: read what is left
+/// (the tee keeps up to `max_body_size`, the rest is counted and dropped),
+/// so the stored flow has the request that failed.
+async fn keep_request(record: &Record, unread: &Reclaim) {
+    use http_body_util::BodyExt;
+    let Some(mut body) = unread.take() else {
+        return;
+    };
+    let read = async {
+        let mut more = Vec::new();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(data) = frame.data_ref() {
+                total += data.len() as u64;
+                more.push(data.clone());
+            }
+        }
+        (more, total)
+    };
+    if let Ok((chunks, total)) = tokio::time::timeout(KEEP_REQUEST_FOR, read).await {
+        record.request_rest(&chunks, total);
+    }
+}
+
+/// What to change when the upstream failed in a way a setting explains: an
+/// untrusted certificate (`upstream_ca`), or a configured upstream that does
+/// not answer (the key that names it, and its address).
+fn failure_hint(
+    state: &ProxyState,
+    conn: &Conn,
+    configured: bool,
+    kind: ErrorKind,
+    reason: &str,
+    target: &Uri,
+) -> Option<String> {
+    let addr = target.authority().map_or_else(String::new, ToString::to_string);
+    match kind {
+        ErrorKind::Tls
+            if reason.contains("certificate")
+                || reason.contains("UnknownIssuer")
+                || reason.contains("CA") =>
+        {
+            let now = match &state.config.mitm.upstream_ca {
+                Some(p) => format!(" (now {})", p.display()),
+                None => String::new(),
+            };
+            Some(format!(
+                "{addr}'s certificate is not trusted: name its CA (PEM) in ccproxy.mitm.upstream_ca{now}, or add it to the system trust store"
+            ))
+        }
+        ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Timeout => match (&conn.reverse, configured) {
+            (Some(_), _) => Some(format!(
+                "the reverse listener's upstream {addr} does not answer: start it (the gateway) or change ccproxy.upstream"
+            )),
+            (None, true) => Some(format!(
+                "ccproxy.mitm.upstream_proxy ({}) does not answer at {addr}: start it or change the key",
+                state.config.mitm.upstream_proxy
+            )),
+            (None, false) => None,
+        },
+        _ => None,
+    }
 }
 
 /// A plain-text answer generated by the proxy itself.

@@ -33,6 +33,9 @@ struct State {
     request_encoding: Option<String>,
     response_encoding: Option<String>,
     request: Option<Tapped>,
+    /// The part of a request body the upstream never read (failed exchanges).
+    request_rest: Vec<Bytes>,
+    request_rest_total: u64,
     response: Option<Tapped>,
     end: Option<Instant>,
     error: Option<(ErrorKind, String)>,
@@ -65,6 +68,8 @@ impl Record {
                 request_encoding,
                 response_encoding: None,
                 request: None,
+                request_rest: Vec::new(),
+                request_rest_total: 0,
                 response: None,
                 end: None,
                 error: None,
@@ -135,14 +140,18 @@ impl Record {
     /// A WebSocket flow's messages (see `websocket.rs`), set once it has closed.
     pub fn websocket_messages(&self, messages: Vec<WsMessage>) {
         let mut st = self.lock();
-        Arc::make_mut(&mut st.flow).ws_messages = messages;
+        let f = Arc::make_mut(&mut st.flow);
+        f.ws_messages = messages;
+        self.redactor.flow(f);
     }
 
     /// An open WebSocket flow's messages so far, shown to viewers (not stored).
     pub fn websocket_progress(&self, messages: Vec<WsMessage>) {
         let snapshot = {
             let mut st = self.lock();
-            Arc::make_mut(&mut st.flow).ws_messages = messages;
+            let f = Arc::make_mut(&mut st.flow);
+            f.ws_messages = messages;
+            self.redactor.flow(f);
             Arc::clone(&st.flow)
         };
         self.hub.responded(snapshot);
@@ -153,14 +162,41 @@ impl Record {
         self.hub.response_chunk(self.id, self.redactor.body(data));
     }
 
-    /// One body ended (or was dropped); see [`Tapped`].
+    /// The rest of a request body that the upstream never read, read by the
+    /// handler after the upstream failed: stored after the tee's part.
+    pub fn request_rest(&self, chunks: &[Bytes], total: u64) {
+        let mut st = self.lock();
+        st.request_rest.extend_from_slice(chunks);
+        st.request_rest_total += total;
+    }
+
+    /// One body ended (or was dropped); see [`Tapped`]. A request body that
+    /// ended cleanly is shown at once (the prompt, while the answer streams)
+    /// when a live viewer is watching.
     pub fn body_done(&self, side: Side, mut tapped: Tapped) {
         let mut st = self.lock();
+        let clean = tapped.error.is_none();
         if let Some(err) = tapped.error.take() {
             st.error.get_or_insert(err);
         }
         match side {
-            Side::Request => st.request = Some(tapped),
+            Side::Request => {
+                if clean && self.hub.wants_chunks() {
+                    let st = &mut *st;
+                    let f = Arc::make_mut(&mut st.flow);
+                    f.request_body_size = tapped.total;
+                    if self.capture_bodies {
+                        f.request_body = decoded(
+                            st.request_encoding.as_deref(),
+                            tapped.captured.clone(),
+                            self.max_body_size,
+                        );
+                    }
+                    self.redactor.flow(f);
+                    self.hub.request_body(Arc::clone(&st.flow));
+                }
+                st.request = Some(tapped);
+            }
             Side::Response => {
                 st.end.get_or_insert_with(Instant::now);
                 st.response = Some(tapped);
@@ -180,7 +216,16 @@ impl Record {
                 "client went away before the upstream answered".into(),
             ));
         }
-        let request = st.request.take().unwrap_or_default();
+        let mut request = st.request.take().unwrap_or_default();
+        if !st.request_rest.is_empty() || st.request_rest_total > 0 {
+            let mut all = bytes::BytesMut::from(&request.captured[..]);
+            for chunk in st.request_rest.drain(..) {
+                let room = max.saturating_sub(all.len());
+                all.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            }
+            request.captured = all.freeze();
+            request.total += st.request_rest_total;
+        }
         let response = st.response.take().unwrap_or_default();
         let f = Arc::make_mut(&mut st.flow);
         f.request_body_size = request.total;

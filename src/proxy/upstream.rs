@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,7 +30,7 @@ use crate::flow::ErrorKind;
 pub type Connector = HttpsConnector<HttpConnector<Resolver>>;
 
 /// The pooled client shared by all listeners of one engine.
-pub type UpstreamClient = Pool<TeeBody<Incoming>>;
+pub type UpstreamClient = Pool<TeeBody<super::body::Reclaim>>;
 
 /// How long the proxy waits for upstream before answering 504.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -367,7 +367,7 @@ impl App {
                     self.rate.started();
                     self.flows.upsert(Arc::clone(flow));
                 }
-                FlowEvent::Responded { flow } => {
+                FlowEvent::Responded { flow } | FlowEvent::RequestBody { flow } => {
                     self.flows.upsert(Arc::clone(flow));
                 }
                 FlowEvent::Completed { flow } => self.flows.complete(Arc::clone(flow)),

@@ -18,7 +18,7 @@ pub mod columns;
 pub mod curl;
 pub mod event;
 pub mod model;
-pub mod sse;
+pub mod summary;
 pub mod ui;
 pub mod websocket;
 

@@ -132,6 +132,7 @@ pub async fn relay(
         flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
         Record::start(
             &state.hub,
+            &state.redactor,
             flow,
             content_encoding(&parts.headers),
             cfg.max_body_size,
@@ -146,6 +147,7 @@ pub async fn relay(
     }
     parts.uri = target;
     parts.version = Version::HTTP_11;
+    let body = super::body::Reclaim::new(body);
     let body = match &record {
         Some(r) => TeeBody::new(
             body,
@@ -179,7 +181,7 @@ pub async fn relay(
             .extensions()
             .get::<HttpInfo>()
             .map(HttpInfo::remote_addr);
-        r.responded(resp.status(), resp.headers(), server, &cfg.redact_headers);
+        r.responded(resp.status(), resp.headers(), server);
     }
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Refused (401, 426…): an ordinary response.
@@ -338,6 +340,7 @@ impl Pump {
                 captured: Bytes::new(),
                 total,
                 error: None,
+                frames: Vec::new(),
             };
             r.body_done(Side::Request, tapped(log.totals[0]));
             let mut down = tapped(log.totals[1]);

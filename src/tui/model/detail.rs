@@ -126,7 +126,14 @@ impl Detail {
     pub fn header_rows(&self, e: Option<&Entry>) -> usize {
         e.map_or(0, |e| match self.tab {
             Tab::Request => e.flow.request_headers.len() + 2,
-            Tab::Response => e.flow.response_headers.len() + 2,
+            Tab::Response => {
+                e.flow.response_headers.len()
+                    + 2
+                    + e.flow
+                        .llm
+                        .as_deref()
+                        .map_or(0, |a| crate::tui::summary::rows(a).len() + 1)
+            }
             Tab::Timing => 0,
         })
     }
