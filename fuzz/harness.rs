@@ -162,7 +162,14 @@ pub fn sse(data: &[u8]) {
     let (req, resp) = body.split_at(body.len() / 2);
     flow.request_body = bytes::Bytes::copy_from_slice(req);
     flow.response_body = bytes::Bytes::copy_from_slice(resp);
-    flow.response_content_type = Some(if cut & 1 == 0 { "text/event-stream" } else { "application/json" }.into());
+    flow.response_content_type = Some(
+        if cut & 1 == 0 {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+        .into(),
+    );
     let frames = [ccproxy::llm::FrameTime {
         offset: u64::from(*cut),
         elapsed_ms: 10.0,

@@ -90,7 +90,9 @@ impl OtelProtocol {
         match s.trim() {
             "http/protobuf" | "protobuf" => Ok(Self::Protobuf),
             "http/json" | "json" => Ok(Self::Json),
-            "grpc" => Err("`grpc` is not supported: use http/protobuf (port 4318 on most collectors)".into()),
+            "grpc" => Err(
+                "`grpc` is not supported: use http/protobuf (port 4318 on most collectors)".into(),
+            ),
             other => Err(format!("`{other}` is not http/protobuf or http/json")),
         }
     }
@@ -115,7 +117,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| char::from(c).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -519,10 +525,16 @@ impl Config {
         let Some(otel) = self.otel.as_mut() else {
             return Ok(());
         };
-        if let Some((name, v)) = get(["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
+        if let Some((name, v)) = get([
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ]) {
             otel.protocol = OtelProtocol::parse(&v).map_err(|m| bad(name, m))?;
         }
-        if let Some((name, v)) = get(["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]) {
+        if let Some((name, v)) = get([
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ]) {
             for (k, val) in parse_otel_headers(&v).map_err(|m| bad(name, m))? {
                 otel.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&k));
                 otel.headers.push((k, val));

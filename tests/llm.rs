@@ -33,9 +33,10 @@ const FIRST_EVENT_PAUSE: Duration = Duration::from_millis(150);
 async fn providers() -> up::Server {
     up::http(|req| async move {
         let path = req.uri().path().to_string();
-        let _ = up::read_body(req).await;
+        let request: Value = serde_json::from_slice(&up::read_body(req).await).unwrap_or_default();
+        let streamed = request["stream"] == json!(true);
         let (ct, body, headers): (&str, String, Vec<(&str, &str)>) = match path.as_str() {
-            "/v1/messages" => (
+            "/v1/messages" if streamed => (
                 "text/event-stream",
                 fixture("anthropic_sse.txt"),
                 vec![
@@ -55,7 +56,7 @@ async fn providers() -> up::Server {
                 ("text/event-stream", fixture("gemini_sse.txt"), vec![])
             }
             "/mcp" => ("text/event-stream", fixture("mcp_sse.txt"), vec![]),
-            "/v1/messages/json" => (
+            "/v1/messages" => (
                 "application/json",
                 json!({"id": "msg_j", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
                        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
@@ -125,7 +126,11 @@ async fn every_api_shape_through_the_proxy_fills_every_column() {
     let base = format!("http://{}", upstream.addr);
     let client = up::client_via(&proxy.url(), &[]);
     let requests: Vec<(&str, Value, &str)> = vec![
-        ("/v1/messages", anthropic_request(), "claude-cli/1.0.83 (external, cli)"),
+        (
+            "/v1/messages",
+            anthropic_request(),
+            "claude-cli/1.0.83 (external, cli)",
+        ),
         (
             "/v1/chat/completions",
             json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
@@ -148,7 +153,7 @@ async fn every_api_shape_through_the_proxy_fills_every_column() {
             "curl/8.0.0",
         ),
         (
-            "/v1/messages/json",
+            "/v1/messages",
             json!({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
             "anthropic-sdk-python/0.40.0",
         ),
@@ -179,9 +184,16 @@ async fn every_api_shape_through_the_proxy_fills_every_column() {
         )
         .await
         .expect("rows");
+    // One row per request: by path, and by model for the two Anthropic calls.
     let row = |p: &str| {
+        let (path, model) = p.split_once('#').unwrap_or((p, ""));
         rows.iter()
-            .find(|r| r.get::<_, String>("path").starts_with(p) && (p != "/v1/messages" || r.get::<_, String>("path") == p))
+            .find(|r| {
+                r.get::<_, String>("path").starts_with(path)
+                    && r.get::<_, Option<String>>("model")
+                        .unwrap_or_default()
+                        .starts_with(model)
+            })
             .unwrap_or_else(|| panic!("no row for {p}"))
     };
     let text = |r: &tokio_postgres::Row, k: &str| r.get::<_, Option<String>>(k);
@@ -190,11 +202,14 @@ async fn every_api_shape_through_the_proxy_fills_every_column() {
     let json_col = |r: &tokio_postgres::Row, k: &str| r.get::<_, Option<Value>>(k);
 
     // Anthropic SSE: cache read and write, thinking, a tool call streamed as input_json_delta.
-    let a = row("/v1/messages");
+    let a = row("/v1/messages#claude-sonnet");
     assert_eq!(text(a, "traffic_type").as_deref(), Some("llm"));
     assert_eq!(text(a, "api").as_deref(), Some("anthropic.messages"));
     assert_eq!(text(a, "model").as_deref(), Some("claude-sonnet-4-5"));
-    assert_eq!(text(a, "response_model").as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert_eq!(
+        text(a, "response_model").as_deref(),
+        Some("claude-sonnet-4-5-20250929")
+    );
     assert_eq!(text(a, "stop_reason").as_deref(), Some("tool_use"));
     assert_eq!(int(a, "input_tokens"), Some(12));
     assert_eq!(int(a, "output_tokens"), Some(42));
@@ -220,14 +235,22 @@ async fn every_api_shape_through_the_proxy_fills_every_column() {
     // OpenAI chat SSE: the final usage chunk, cached and reasoning tokens.
     let o = row("/v1/chat/completions");
     assert_eq!(text(o, "api").as_deref(), Some("openai.chat"));
-    assert_eq!(text(o, "response_model").as_deref(), Some("gpt-4o-2024-08-06"));
+    assert_eq!(
+        text(o, "response_model").as_deref(),
+        Some("gpt-4o-2024-08-06")
+    );
     assert_eq!(int(o, "input_tokens"), Some(176));
     assert_eq!(int(o, "cache_read_tokens"), Some(1024));
     assert_eq!(int(o, "reasoning_tokens"), Some(128));
     assert_eq!(int(o, "output_tokens"), Some(300));
     let by_hand = (176.0 * 2.5 + 1024.0 * 1.25 + 300.0 * 10.0) / 1e6;
     assert!((float(o, "cost_usd").expect("cost") - by_hand).abs() < 1e-9);
-    assert_eq!(text(o, "agent").as_deref().map(|a| a.starts_with("openai-sdk-python")), Some(true));
+    assert_eq!(
+        text(o, "agent")
+            .as_deref()
+            .map(|a| a.starts_with("openai-sdk-python")),
+        Some(true)
+    );
 
     // OpenAI Responses SSE: the usage of response.completed is stored.
     let r = row("/v1/responses");
@@ -250,10 +273,14 @@ async fn every_api_shape_through_the_proxy_fills_every_column() {
     let m = row("/mcp");
     assert_eq!(text(m, "api").as_deref(), Some("mcp"));
     assert_eq!(text(m, "mcp_method").as_deref(), Some("tools/call"));
-    assert_eq!(float(m, "cost_usd"), None, "no price for MCP, never a guess");
+    assert_eq!(
+        float(m, "cost_usd"),
+        None,
+        "no price for MCP, never a guess"
+    );
 
     // A JSON answer: a 5-minute cache write, priced by the table.
-    let j = row("/v1/messages/json");
+    let j = row("/v1/messages#claude-haiku");
     assert_eq!(text(j, "api").as_deref(), Some("anthropic.messages"));
     assert_eq!(int(j, "cache_creation_tokens"), Some(4000));
     let by_hand = (1000.0 * 1.0 + 200.0 * 5.0 + 4000.0 * 1.25) / 1e6;
@@ -276,7 +303,10 @@ async fn a_failed_upstream_keeps_the_request_and_says_what_to_change() {
     // Origin-form requests go to upstream_proxy, here a port nobody listens on.
     let mut proxy = up::start_proxy(
         None,
-        |cfg| cfg.mitm.upstream_proxy = format!("http://127.0.0.1:{closed}"),
+        |cfg| {
+            cfg.mitm.upstream_proxy = format!("http://127.0.0.1:{closed}");
+            cfg.mitm.max_body_size = 1 << 20;
+        },
         ProxyOptions::default(),
     )
     .await;
@@ -326,7 +356,10 @@ async fn a_failed_upstream_keeps_the_request_and_says_what_to_change() {
 
     // 3. HTTPS upstream whose CA the proxy does not trust.
     let resp = client
-        .post(format!("https://localhost:{}/v1/messages", untrusted.addr.port()))
+        .post(format!(
+            "https://localhost:{}/v1/messages",
+            untrusted.addr.port()
+        ))
         .header("content-type", "application/json")
         .body(body.clone())
         .send()
@@ -356,7 +389,10 @@ async fn a_failed_upstream_keeps_the_request_and_says_what_to_change() {
     for r in rows {
         assert_eq!(r.get::<_, Option<i32>>(0), Some(body.len() as i32));
         assert_eq!(r.get::<_, Option<i32>>(1), Some(body.len() as i32));
-        assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(
+            r.get::<_, Option<String>>(2).as_deref(),
+            Some("claude-sonnet-4-5")
+        );
         assert!(r.get::<_, Option<String>>(3).is_some());
     }
 }

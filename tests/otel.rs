@@ -49,7 +49,9 @@ fn provider(rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
                     Ok::<_, std::convert::Infallible>(
                         hyper::Response::builder()
                             .header("content-type", "text/event-stream")
-                            .body(http_body_util::Full::new(Bytes::from_static(SSE.as_bytes())))
+                            .body(http_body_util::Full::new(Bytes::from_static(
+                                SSE.as_bytes(),
+                            )))
                             .expect("response"),
                     )
                 });
@@ -63,7 +65,8 @@ fn provider(rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
 }
 
 /// A local OTLP/HTTP receiver: every POST's (path, content-type, headers, body).
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, HashMap<String, String>, Bytes)>>>;
+type Received =
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, HashMap<String, String>, Bytes)>>>;
 
 fn receiver(rt: &tokio::runtime::Runtime) -> (std::net::SocketAddr, Received) {
     let listener = rt
@@ -86,11 +89,16 @@ fn receiver(rt: &tokio::runtime::Runtime) -> (std::net::SocketAddr, Received) {
                             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                             .collect();
                         let ct = headers.get("content-type").cloned().unwrap_or_default();
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         store.lock().expect("lock").push((path, ct, headers, body));
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::new(http_body_util::Full::new(Bytes::new())),
-                        )
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(Bytes::new()),
+                        ))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -126,14 +134,21 @@ fn string(span: &Span, key: &str) -> Option<String> {
 
 /// Send one Anthropic call through the engine's forward listener and return
 /// what the receiver got once the engine has stopped (stop flushes the exporter).
-fn exchange(protocol: &str, capture_content: bool) -> Vec<(String, String, HashMap<String, String>, Bytes)> {
+fn exchange(
+    protocol: &str,
+    capture_content: bool,
+) -> Vec<(String, String, HashMap<String, String>, Bytes)> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let upstream = provider(&rt);
     let (otlp, got) = receiver(&rt);
     let home = TestHome::new(&Setup::default());
     if capture_content {
         let yaml = std::fs::read_to_string(home.file("ccproxy.yaml")).expect("yaml");
-        let yaml = yaml.replacen("ccproxy:\n", "ccproxy:\n  otel:\n    capture_content: true\n", 1);
+        let yaml = yaml.replacen(
+            "ccproxy:\n",
+            "ccproxy:\n  otel:\n    capture_content: true\n",
+            1,
+        );
         std::fs::write(home.file("ccproxy.yaml"), yaml).expect("write yaml");
     }
     let out = home
@@ -143,21 +158,38 @@ fn exchange(protocol: &str, capture_content: bool) -> Vec<(String, String, HashM
         .env("OTEL_EXPORTER_OTLP_HEADERS", "x-team-token=team%20one")
         .output()
         .expect("start");
-    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let body = r#"{"model":"claude-sonnet-4-20250514","max_tokens":64,"stream":true,"system":"You are terse.","messages":[{"role":"user","content":"Say hello"}]}"#;
     let curl = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-x", &format!("http://127.0.0.1:{}", home.forward)])
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-x",
+            &format!("http://127.0.0.1:{}", home.forward),
+        ])
         .args(["-H", &format!("x-api-key: {SECRET_KEY}")])
         .args(["-H", "content-type: application/json"])
         .args(["-H", "anthropic-version: 2023-06-01"])
-        .args(["-H", "x-claude-code-session-id: 0b7e4d0c-6f9a-4c55-9e0e-6d8f2d3c1a11"])
+        .args([
+            "-H",
+            "x-claude-code-session-id: 0b7e4d0c-6f9a-4c55-9e0e-6d8f2d3c1a11",
+        ])
         .args(["-H", "user-agent: claude-cli/1.0.98 (external, cli)"])
         .args(["--data-binary", body])
         .arg(format!("http://{upstream}/v1/messages"))
         .output()
         .expect("curl");
-    assert!(curl.status.success(), "curl: {}", String::from_utf8_lossy(&curl.stderr));
+    assert!(
+        curl.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
     assert!(String::from_utf8_lossy(&curl.stdout).contains("Hello there"));
 
     // The span arrives within the exporter's linger; wait for it, then stop.
@@ -198,8 +230,14 @@ fn decode(received: &[(String, String, HashMap<String, String>, Bytes)], json: b
 
 fn check_genai(span: &Span) {
     assert_eq!(span.name, "chat claude-sonnet-4-20250514");
-    assert_eq!(string(span, "gen_ai.operation.name").as_deref(), Some("chat"));
-    assert_eq!(string(span, "gen_ai.provider.name").as_deref(), Some("anthropic"));
+    assert_eq!(
+        string(span, "gen_ai.operation.name").as_deref(),
+        Some("chat")
+    );
+    assert_eq!(
+        string(span, "gen_ai.provider.name").as_deref(),
+        Some("anthropic")
+    );
     assert_eq!(
         string(span, "gen_ai.request.model").as_deref(),
         Some("claude-sonnet-4-20250514")
@@ -208,11 +246,17 @@ fn check_genai(span: &Span) {
         string(span, "gen_ai.response.model").as_deref(),
         Some("claude-sonnet-4-20250514")
     );
-    assert_eq!(string(span, "gen_ai.response.id").as_deref(), Some("msg_otel1"));
+    assert_eq!(
+        string(span, "gen_ai.response.id").as_deref(),
+        Some("msg_otel1")
+    );
     match attr(span, "gen_ai.response.finish_reasons") {
         Some(Value::ArrayValue(a)) => {
             assert_eq!(a.values.len(), 1);
-            assert_eq!(a.values[0].value, Some(Value::StringValue("end_turn".into())));
+            assert_eq!(
+                a.values[0].value,
+                Some(Value::StringValue("end_turn".into()))
+            );
         }
         other => panic!("finish_reasons: {other:?}"),
     }
@@ -220,7 +264,10 @@ fn check_genai(span: &Span) {
     assert_eq!(int(span, "gen_ai.usage.input_tokens"), Some(912));
     assert_eq!(int(span, "gen_ai.usage.output_tokens"), Some(42));
     assert_eq!(int(span, "gen_ai.usage.cache_read.input_tokens"), Some(800));
-    assert_eq!(int(span, "gen_ai.usage.cache_creation.input_tokens"), Some(100));
+    assert_eq!(
+        int(span, "gen_ai.usage.cache_creation.input_tokens"),
+        Some(100)
+    );
     assert_eq!(
         string(span, "gen_ai.conversation.id").as_deref(),
         Some("0b7e4d0c-6f9a-4c55-9e0e-6d8f2d3c1a11")
@@ -241,7 +288,10 @@ fn llm_exchange_is_exported_as_a_genai_span_over_protobuf() {
     check_genai(&spans[0]);
     // No content without capture_content, and the headers from the environment were sent.
     assert!(attr(&spans[0], "gen_ai.input.messages").is_none());
-    assert_eq!(received[0].2.get("x-team-token").map(String::as_str), Some("team one"));
+    assert_eq!(
+        received[0].2.get("x-team-token").map(String::as_str),
+        Some("team one")
+    );
     for (_, _, _, body) in &received {
         assert!(
             !String::from_utf8_lossy(body).contains("PLANTEDsecret"),

@@ -474,3 +474,29 @@ fn list_with_llm_columns_and_header_totals() {
     assert!(screen.contains("TTFT"), "{screen}");
     insta::assert_snapshot!(screen);
 }
+
+#[test]
+fn response_tab_summary_shows_the_whole_analysis() {
+    let mut f = llm_flow();
+    f.response_headers
+        .push(("anthropic-ratelimit-requests-remaining".into(), "49".into()));
+    f.response_headers
+        .push(("anthropic-ratelimit-requests-limit".into(), "50".into()));
+    let a = ccproxy::llm::analyze(&f, ccproxy::llm::PriceTable::shared()).expect("llm");
+    f.llm = Some(Arc::new(a));
+    let mut app = App::new("attached", false, t0());
+    app.update(Action::Feed(Feed::Status(Box::new(status()))));
+    app.update(event(FlowEvent::Completed { flow: Arc::new(f) }));
+    select(&mut app, 0);
+    app.update(Action::Open);
+    let screen = draw(&mut app);
+    for want in [
+        "anthropic.messages",
+        "cache read 88,000",
+        "get_weather",
+        "requests 49/50",
+    ] {
+        assert!(screen.contains(want), "{want}: {screen}");
+    }
+    insta::assert_snapshot!(screen);
+}

@@ -362,6 +362,8 @@ impl Engine {
         if let Some(control) = self.control.take() {
             control.abort();
         }
+        // Flows still in the analysis stage go to the store before it flushes.
+        self.hub.settle(Duration::from_secs(5)).await;
         let store = self.shared.store.lock().ok().and_then(|mut s| s.take());
         if let Some(store) = store {
             // Also stops the managed database when this store started it.

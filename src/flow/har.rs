@@ -75,7 +75,10 @@ fn extensions(f: &Flow) -> serde_json::Map<String, serde_json::Value> {
                 })
             })
             .collect();
-        ext.insert("_webSocketMessages".into(), serde_json::Value::Array(messages));
+        ext.insert(
+            "_webSocketMessages".into(),
+            serde_json::Value::Array(messages),
+        );
     }
     ext
 }
@@ -393,10 +396,15 @@ mod tests {
         assert_eq!(m["type"], "send");
         assert_eq!(m["opcode"], 1);
         assert_eq!(m["data"], "hello");
-        let start = json["log"]["entries"][1]["startedDateTime"].as_str().expect("start");
+        let start = json["log"]["entries"][1]["startedDateTime"]
+            .as_str()
+            .expect("start");
         let start = chrono::DateTime::parse_from_rfc3339(start).expect("rfc3339");
         let t = m["time"].as_f64().expect("time");
-        assert!((t - start.timestamp_millis() as f64 / 1000.0 - 1.5).abs() < 1e-6, "{t}");
+        assert!(
+            (t - start.timestamp_millis() as f64 / 1000.0 - 1.5).abs() < 1e-6,
+            "{t}"
+        );
     }
 
     #[test]

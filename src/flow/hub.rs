@@ -50,7 +50,16 @@ pub struct FlowHub {
     counters: Arc<HubCounters>,
     /// Subscribers that never look at live body chunks (the flow log).
     quiet: Arc<std::sync::atomic::AtomicUsize>,
-    stage: Arc<RwLock<Option<std::sync::mpsc::Sender<Arc<Flow>>>>>,
+    stage: Arc<RwLock<Option<Stage>>>,
+}
+
+/// The analysis stage: its function (also run inline for a synchronous
+/// sink), its queue, and how many flows wait in it.
+#[derive(Clone)]
+struct Stage {
+    analyze: Analyzer,
+    tx: std::sync::mpsc::Sender<Arc<Flow>>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A viewer that wants whole flows only, never live body chunks: while only
@@ -94,6 +103,12 @@ impl FlowHub {
     /// `completed` never waits. The thread ends when every hub clone is gone.
     pub fn set_analyzer(&self, analyze: Analyzer) {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stage = Stage {
+            analyze: Arc::clone(&analyze),
+            tx,
+            pending: Arc::clone(&pending),
+        };
         let hub = Self {
             live: self.live.clone(),
             sink: Arc::clone(&self.sink),
@@ -107,12 +122,13 @@ impl FlowHub {
                 while let Ok(mut flow) = rx.recv() {
                     analyze(Arc::make_mut(&mut flow));
                     hub.publish_completed(flow);
+                    pending.fetch_sub(1, Ordering::Release);
                 }
             });
         match spawned {
             Ok(_) => {
                 if let Ok(mut s) = self.stage.write() {
-                    *s = Some(tx);
+                    *s = Some(stage);
                 }
             }
             Err(e) => tracing::warn!("cannot start the analysis thread, flows go unanalysed: {e}"),
@@ -170,15 +186,46 @@ impl FlowHub {
 
     /// The exchange ended: analyse it (when an analyzer is set), count it,
     /// show it, store it.
-    pub fn completed(&self, flow: Arc<Flow>) {
-        let flow = match self.stage.read().ok().and_then(|s| s.clone()) {
-            Some(tx) => match tx.send(flow) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(flow)) => flow,
-            },
-            None => flow,
-        };
+    pub fn completed(&self, mut flow: Arc<Flow>) {
+        let stage = self.stage.read().ok().and_then(|s| s.clone());
+        if let Some(stage) = stage {
+            let inline = self
+                .sink
+                .read()
+                .ok()
+                .and_then(|s| s.as_ref().map(|s| s.synchronous()))
+                .unwrap_or(false);
+            if inline {
+                (stage.analyze)(Arc::make_mut(&mut flow));
+            } else {
+                stage.pending.fetch_add(1, Ordering::Acquire);
+                match stage.tx.send(flow) {
+                    Ok(()) => return,
+                    Err(std::sync::mpsc::SendError(f)) => {
+                        stage.pending.fetch_sub(1, Ordering::Release);
+                        flow = f;
+                    }
+                }
+            }
+        }
         self.publish_completed(flow);
+    }
+
+    /// Wait (up to `deadline`) until every completed flow has left the
+    /// analysis stage, so a shutdown stores them all.
+    pub async fn settle(&self, deadline: std::time::Duration) {
+        let Some(pending) = self
+            .stage
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| Arc::clone(&s.pending)))
+        else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + deadline;
+        while pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     fn publish_completed(&self, flow: Arc<Flow>) {

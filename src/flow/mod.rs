@@ -325,6 +325,13 @@ impl FlowEvent {
 pub trait FlowSink: Send + Sync + 'static {
     /// Hand over one completed flow.
     fn submit(&self, flow: Arc<Flow>);
+
+    /// True when `submit` must run before the client gets the end of its
+    /// response (`durability: spool-first`): the hub then completes flows
+    /// on the caller's thread, analysis included, instead of queueing them.
+    fn synchronous(&self) -> bool {
+        false
+    }
 }
 
 /// Bodies travel as base64 in JSON (control socket, fixtures).

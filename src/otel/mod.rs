@@ -247,9 +247,7 @@ where
             let deadline = tokio::time::Instant::now() + LINGER;
             while batch.len() < BATCH {
                 let room = BATCH - batch.len();
-                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room))
-                    .await
-                {
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }

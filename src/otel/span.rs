@@ -8,13 +8,19 @@ use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 
 use crate::flow::Flow;
 use crate::llm::{Analysis, Api};
 
 /// The collector request for `flows` (those without an analysis are skipped).
-pub fn spans_request(flows: &[Arc<Flow>], host: &str, capture_content: bool) -> ExportTraceServiceRequest {
+pub fn spans_request(
+    flows: &[Arc<Flow>],
+    host: &str,
+    capture_content: bool,
+) -> ExportTraceServiceRequest {
     let spans: Vec<Span> = flows
         .iter()
         .filter_map(|f| span_for(f, capture_content))
@@ -69,9 +75,10 @@ pub fn span_for(f: &Flow, capture_content: bool) -> Option<Span> {
     }
     attrs.push(kv("ccproxy.direction", f.direction.as_str()));
     let start = nanos(f.start_time);
-    let end = f
-        .end_time
-        .map_or_else(|| start + (f.duration_ms.unwrap_or(0.0) * 1e6) as u64, nanos);
+    let end = f.end_time.map_or_else(
+        || start + (f.duration_ms.unwrap_or(0.0) * 1e6) as u64,
+        nanos,
+    );
     let id = f.id.as_bytes();
     Some(Span {
         trace_id: id.to_vec(),
@@ -97,7 +104,12 @@ pub fn span_for(f: &Flow, capture_content: bool) -> Option<Span> {
 }
 
 /// `gen_ai.*` attributes; returns the span name `{operation} {model}`.
-fn genai_attributes(f: &Flow, a: &Analysis, capture_content: bool, attrs: &mut Vec<KeyValue>) -> String {
+fn genai_attributes(
+    f: &Flow,
+    a: &Analysis,
+    capture_content: bool,
+    attrs: &mut Vec<KeyValue>,
+) -> String {
     let op = operation(a.api);
     attrs.push(kv("gen_ai.operation.name", op));
     attrs.push(kv("gen_ai.provider.name", &provider_name(a)));
@@ -111,7 +123,10 @@ fn genai_attributes(f: &Flow, a: &Analysis, capture_content: bool, attrs: &mut V
         attrs.push(kv("gen_ai.response.id", id));
     }
     if let Some(r) = &a.stop_reason {
-        attrs.push(kv_list("gen_ai.response.finish_reasons", std::slice::from_ref(r)));
+        attrs.push(kv_list(
+            "gen_ai.response.finish_reasons",
+            std::slice::from_ref(r),
+        ));
     }
     let u = &a.usage;
     // The convention's input_tokens counts every prompt token, cached ones included.
@@ -219,7 +234,11 @@ fn mcp_attributes(f: &Flow, a: &Analysis, attrs: &mut Vec<KeyValue>) -> String {
     if let Some(id) = &mcp.id {
         attrs.push(kv("jsonrpc.request.id", id));
     }
-    if let Some((_, sid)) = f.request_headers.iter().find(|(k, _)| k == "mcp-session-id") {
+    if let Some((_, sid)) = f
+        .request_headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+    {
         attrs.push(kv("mcp.session.id", sid));
     }
     let target = mcp.tool.clone();
@@ -236,7 +255,9 @@ fn mcp_attributes(f: &Flow, a: &Analysis, attrs: &mut Vec<KeyValue>) -> String {
 /// `gen_ai.operation.name` for an API.
 fn operation(api: Api) -> &'static str {
     match api {
-        Api::AnthropicMessages | Api::OpenAiChat | Api::OpenAiResponses | Api::BedrockInvoke => "chat",
+        Api::AnthropicMessages | Api::OpenAiChat | Api::OpenAiResponses | Api::BedrockInvoke => {
+            "chat"
+        }
         Api::AnthropicCountTokens => "count_tokens",
         Api::OpenAiCompletions => "text_completion",
         Api::OpenAiEmbeddings => "embeddings",

@@ -337,7 +337,12 @@ async fn passthrough(
 }
 
 /// Record the failure and answer 502 (504 for a timeout) with a short reason.
-fn fail(record: &Record, kind: ErrorKind, reason: String, hint: Option<String>) -> Response<ProxyBody> {
+fn fail(
+    record: &Record,
+    kind: ErrorKind,
+    reason: String,
+    hint: Option<String>,
+) -> Response<ProxyBody> {
     tracing::debug!(error_type = kind.as_str(), %reason, "upstream failed");
     let status = if kind == ErrorKind::Timeout {
         StatusCode::GATEWAY_TIMEOUT
@@ -345,7 +350,10 @@ fn fail(record: &Record, kind: ErrorKind, reason: String, hint: Option<String>) 
         StatusCode::BAD_GATEWAY
     };
     let text = match &hint {
-        Some(h) => format!("ccproxy: upstream {} error: {reason}\nccproxy: {h}\n", kind.as_str()),
+        Some(h) => format!(
+            "ccproxy: upstream {} error: {reason}\nccproxy: {h}\n",
+            kind.as_str()
+        ),
         None => format!("ccproxy: upstream {} error: {reason}\n", kind.as_str()),
     };
     let reason = match hint {
@@ -396,7 +404,9 @@ fn failure_hint(
     reason: &str,
     target: &Uri,
 ) -> Option<String> {
-    let addr = target.authority().map_or_else(String::new, ToString::to_string);
+    let addr = target
+        .authority()
+        .map_or_else(String::new, ToString::to_string);
     match kind {
         ErrorKind::Tls
             if reason.contains("certificate")

@@ -17,7 +17,7 @@ pub const ANALYSIS_VERSION: i32 = 1;
 
 /// The LLM columns, in COPY order after the base ones (all nullable).
 pub fn llm_columns() -> &'static [(&'static str, Type)] {
-    &super::row::COLUMNS[super::row::LLM_START..]
+    &super::row::COLUMNS[super::row::LLM_START..super::row::LLM_END]
 }
 
 fn int(n: Option<u64>) -> Option<i32> {

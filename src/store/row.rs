@@ -88,6 +88,8 @@ pub const COLUMNS: &[(&str, Type)] = &[
 
 /// Where the LLM columns (`store::llm::LlmValues`) start in [`COLUMNS`].
 pub const LLM_START: usize = 31;
+/// Just past the LLM columns (`llm_version` is the last of them).
+pub const LLM_END: usize = LLM_START + 22;
 
 /// The SQL type name of a column type (for staging DDL and fix-it messages).
 pub fn sql_type(t: &Type) -> &'static str {
@@ -655,6 +657,13 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llm_columns_are_where_the_constants_say() {
+        assert_eq!(COLUMNS[LLM_START].0, "api");
+        assert_eq!(COLUMNS[LLM_END - 1].0, "llm_version");
+        assert_eq!(COLUMNS[LLM_END].0, "capture_host");
+    }
 
     #[test]
     fn headers_group_and_lowercase() {

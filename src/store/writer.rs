@@ -347,6 +347,10 @@ impl FlowSink for JournalSink {
             self.fallback.submit(flow);
         }
     }
+
+    fn synchronous(&self) -> bool {
+        true
+    }
 }
 
 /// An open database session ready for batches.

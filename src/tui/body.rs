@@ -12,8 +12,8 @@ use bytes::Bytes;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use crate::llm::stream::{BlockKind, Stream};
 use crate::capture::sanitize::sanitize;
+use crate::llm::stream::{BlockKind, Stream};
 
 /// How a body is shown; `m` cycles through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -45,7 +45,7 @@ pub fn rows(a: &Analysis) -> Vec<(&'static str, String)> {
         let prompt = u.prompt_total();
         if prompt > 0 && u.cache_read.is_some() {
             let hit = u.cache_read.unwrap_or(0) as f64 * 100.0 / prompt as f64;
-            parts.push(format!("cache hit {hit:.0}%"));
+            parts.push(format!("cache hit {hit:.1}%"));
         }
         out.push(("tokens", parts.join(" · ")));
     }
@@ -81,8 +81,9 @@ pub fn rows(a: &Analysis) -> Vec<(&'static str, String)> {
         out.push((
             "prompt",
             format!(
-                "{} messages · system {} · tools {}",
+                "{} message{} · system {} · tools {}",
                 a.message_count,
+                if a.message_count == 1 { "" } else { "s" },
                 super::ui::human_size(a.system_bytes),
                 super::ui::human_size(a.tools_bytes)
             ),
@@ -207,7 +208,7 @@ mod tests {
         );
         assert_eq!(
             get("tokens"),
-            "in 12 · cache read 88,000 · cache write 0 · out 88 · cache hit 100%"
+            "in 12 · cache read 88,000 · cache write 0 · out 88 · cache hit 100.0%"
         );
         assert_eq!(get("cost"), "$0.0277");
         assert_eq!(get("TTFT"), "412 ms to the first token · 51.5 tokens/s");
