@@ -176,6 +176,9 @@ pub struct SessionsArgs {
     /// Machine-readable output (schema in README.md).
     #[arg(long)]
     pub json: bool,
+    /// Only flows captured on this machine (`capture_host`, case-insensitive).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 /// Flags of `ccproxy stats`.
@@ -190,6 +193,9 @@ pub struct StatsArgs {
     /// An array of JSON objects, one per group.
     #[arg(long)]
     pub json: bool,
+    /// Only flows captured on this machine (`capture_host`, case-insensitive).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 /// Flags of `ccproxy session ID`.

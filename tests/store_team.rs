@@ -324,6 +324,68 @@ async fn rows_record_who_captured_them() {
     );
 }
 
+/// `--host` picks one machine's rows in `stats`, `sessions` and `export`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_filters_stats_sessions_and_export() {
+    let db = fresh_db().await;
+    let home = temp_home();
+    let cfg = config(home.path(), Some(&db.url));
+    let st = Store::open(&cfg).await.expect("open");
+    let sink = st.sink();
+    // Machine A: 6 flows in sessions sess-0..2; machine B: 4 flows in sess-3..6.
+    for i in 0..10 {
+        let mut f = sample_flow(if i < 6 { i % 3 } else { 3 + i % 4 });
+        f.capture_host = Some(if i < 6 { "Build-A" } else { "build-b" }.into());
+        sink.submit(Arc::new(f));
+    }
+    wait_written(&st, 10).await;
+    st.shutdown(Duration::from_secs(10)).await;
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = ccproxy_db(home.path(), &db.url, args, &[]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let requests = |v: &serde_json::Value| {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|r| r["requests"].as_i64().expect("requests"))
+            .sum::<i64>()
+    };
+    assert_eq!(requests(&json(&["stats", "--json"])), 10);
+    assert_eq!(
+        requests(&json(&["stats", "--json", "--host", "build-a"])),
+        6
+    );
+    assert_eq!(
+        requests(&json(&["stats", "--json", "--host", "BUILD-B"])),
+        4
+    );
+    let sessions = json(&["sessions", "--json", "--host", "build-a"]);
+    let ids: Vec<&str> = sessions
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["session_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|id| ["sess-0", "sess-1", "sess-2"].contains(id)),
+        "{ids:?}"
+    );
+    assert_eq!(
+        requests(&json(&["sessions", "--json", "--host", "build-b"])),
+        4
+    );
+    let har = json(&["export", "--har", "-", "--host", "build-b"]);
+    assert_eq!(har["log"]["entries"].as_array().expect("entries").len(), 4);
+}
+
 /// The seed's table (the Python original's, via Prisma), as in store_writer.rs.
 const SEED_TABLE: &str = r#"CREATE TABLE "CCProxy_HttpTraces" (
     trace_id TEXT PRIMARY KEY, method TEXT, url TEXT, host TEXT, path TEXT,

@@ -424,7 +424,7 @@ async fn llm_columns_backfill_and_stats() {
     assert_eq!(r.get::<_, Option<i32>>(1), Some(500));
     assert!(r.get::<_, Option<f64>>(2).is_some());
 
-    let rows = store::llm::stats(&client, None, Some(store::llm::GroupBy::Model))
+    let rows = store::llm::stats(&client, None, Some(store::llm::GroupBy::Model), None)
         .await
         .expect("stats");
     assert_eq!(rows.len(), 1);

@@ -267,7 +267,7 @@ pub async fn session(cfg: &Config, args: &SessionArgs) -> anyhow::Result<i32> {
     let prices = PriceTable::configured(cfg.prices.as_deref())?;
     let flows = reader(cfg)
         .await?
-        .with_session(None, Some(&args.id), LIMIT)
+        .with_session(None, Some(&args.id), None, LIMIT)
         .await?;
     if flows.is_empty() {
         return Err(ExitError::new(1, format!("no session {:?} in the database", args.id)).into());

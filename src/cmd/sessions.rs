@@ -61,7 +61,12 @@ pub(crate) fn analyses(flows: &[Flow], prices: &PriceTable) -> Vec<Analysis> {
     flows
         .iter()
         .map(|f| {
-            let mut a = llm::analyze(f, prices).unwrap_or_default();
+            // The stored analysis (read back with the row); computed here only
+            // for a flow that has none.
+            let mut a = match &f.llm {
+                Some(a) => Analysis::clone(a),
+                None => llm::analyze(f, prices).unwrap_or_default(),
+            };
             if a.session_id.is_none() {
                 a.session_id.clone_from(&f.session_id);
             }
@@ -91,7 +96,7 @@ pub async fn sessions(cfg: &Config, args: &SessionsArgs) -> anyhow::Result<i32> 
     let since = Utc::now() - chrono::Duration::from_std(args.since)?;
     let flows = reader(cfg)
         .await?
-        .with_session(Some(since), None, LIMIT)
+        .with_session(Some(since), None, args.host.as_deref(), LIMIT)
         .await?;
     let analyses = analyses(&flows, &prices);
     let all = session::group(&exchanges(&flows, &analyses), &prices);

@@ -28,7 +28,7 @@ pub async fn stats(cfg: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
         .since
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .and_then(|d| chrono::Utc::now().checked_sub_signed(d));
-    let rows = query(&client, since, by).await?;
+    let rows = query(&client, since, by, args.host.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);

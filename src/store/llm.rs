@@ -290,6 +290,7 @@ pub async fn stats(
     client: &Client,
     since: Option<DateTime<Utc>>,
     by: Option<GroupBy>,
+    capture_host: Option<&str>,
 ) -> Result<Vec<StatsRow>, StoreError> {
     let key = by.map_or("NULL::text", GroupBy::sql);
     let floor = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
@@ -308,9 +309,10 @@ pub async fn stats(
            percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), \
            percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) \
          FROM {TABLE} WHERE api IS NOT NULL AND api <> 'mcp' AND start_time >= $1 \
+           AND ($2::TEXT IS NULL OR lower(capture_host) = lower($2)) \
          GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST"
     );
-    let rows = client.query(&sql, &[&since]).await?;
+    let rows = client.query(&sql, &[&since, &capture_host]).await?;
     let group_by = by.map_or("all", GroupBy::as_str).to_string();
     Ok(rows
         .iter()

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
@@ -59,6 +59,8 @@ type UpBody = BoxBody<Bytes, Infallible>;
 const CHILD_ENV: &str = "CCPROXY_BENCH_PROXY_CHILD";
 /// `off` or `managed`: the child's storage.
 const CHILD_STORAGE_ENV: &str = "CCPROXY_BENCH_STORAGE";
+/// Path of another build's `ccproxy-bench` to measure beside this one.
+const BASELINE_ENV: &str = "CCPROXY_BENCH_BASELINE";
 /// The upstream CA file the child trusts.
 const CHILD_UPSTREAM_CA_ENV: &str = "CCPROXY_BENCH_UPSTREAM_CA";
 
@@ -92,6 +94,20 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
             println!("ccproxy with the managed database: not measured ({e:#})");
             None
         }
+    };
+    // Another build of this benchmark (e.g. the commit before), measured in
+    // the same run with storage off: its column is `baseline`.
+    let mut baseline = match std::env::var_os(BASELINE_ENV) {
+        Some(exe) => {
+            match start_proxy_exe(dir, &upstream, Storage::Off, "baseline", Path::new(&exe)).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    println!("baseline {}: not measured ({e:#})", exe.to_string_lossy());
+                    None
+                }
+            }
+        }
+        None => None,
     };
     let nginx = match Nginx::start(dir, upstream.http).await {
         Ok(n) => n,
@@ -135,6 +151,8 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         ("http keep-alive 1 KiB  c=32", 1024, 32),
         ("http keep-alive 64 KiB c=1", 65_536, 1),
         ("http keep-alive 64 KiB c=32", 65_536, 32),
+        ("llm sse 16 KiB         c=1", 0, 1),
+        ("llm sse 16 KiB         c=32", 0, 32),
     ] {
         let case = Case {
             label,
@@ -160,7 +178,11 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
                 Some(n.pid),
             ));
         }
-        for (name, p) in [(SIDES[2], Some(&proxy)), (SIDES[3], with_db.as_ref())] {
+        for (name, p) in [
+            (SIDES[2], Some(&proxy)),
+            (SIDES[3], with_db.as_ref()),
+            ("baseline", baseline.as_ref()),
+        ] {
             if let Some(p) = p {
                 sides.push((
                     name,
@@ -221,6 +243,9 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
     let hwm = rss_kib(pid, "VmHWM");
     let idle = idle_connections(&proxy, &upstream, IDLE_CONNS).await;
     let _ = proxy.child.kill().await;
+    if let Some(b) = baseline.as_mut() {
+        let _ = b.child.kill().await;
+    }
     if let Some(p) = with_db.as_mut() {
         // Closing stdin asks it to shut down (the managed cluster stops with it).
         drop(p.stdin.take());
@@ -259,6 +284,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
     }
     println!();
     print_targets(&rows, sse.as_ref().ok(), idle.as_ref().ok());
+    print_baseline(&rows);
     Ok(())
 }
 
@@ -498,7 +524,39 @@ fn spawn_accept(
     });
 }
 
+/// The path of the LLM-shaped case: `POST` an Anthropic request, get a
+/// streamed Anthropic answer of [`llm_sse`]'s size.
+const LLM_PATH: &str = "/v1/messages";
+const LLM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":4096,"stream":true,"system":"You are Claude Code.","messages":[{"role":"user","content":"Write a poem."}]}"#;
+
+/// A 16 KiB Anthropic SSE answer with usage, text deltas and a stop reason.
+fn llm_sse() -> &'static Bytes {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| {
+        let mut b = String::from(concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-sonnet-4-5-20250929\",",
+            "\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":88000,\"cache_creation_input_tokens\":100,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        ));
+        while b.len() < 16 * 1024 - 300 {
+            b.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"the quick brown fox \"}}\n\n");
+        }
+        b.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":700}}\n\n");
+        b.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        Bytes::from(b)
+    })
+}
+
 fn respond(path: &str, payload: &Bytes) -> Response<UpBody> {
+    if path == LLM_PATH {
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("anthropic-ratelimit-requests-remaining", "49")
+            .body(Full::new(llm_sse().clone()).boxed())
+            .unwrap_or_default();
+    }
     if path == "/sse" {
         let events = futures::stream::unfold(0u8, |n| async move {
             match n {
@@ -561,10 +619,22 @@ async fn start_proxy(
     upstream: &Upstream,
     storage: Storage,
 ) -> anyhow::Result<ProxyUnderTest> {
-    let home = dir.join(format!("home-{}", storage.as_str()));
-    std::fs::create_dir_all(&home)?;
-    let log = std::fs::File::create(dir.join(format!("ccproxy-{}.log", storage.as_str())))?;
     let exe = std::env::current_exe().context("find the benchmark binary")?;
+    start_proxy_exe(dir, upstream, storage, storage.as_str(), &exe).await
+}
+
+/// [`start_proxy`] from the benchmark binary `exe` (this one, or another
+/// build's, for the side-by-side comparison with an earlier commit).
+async fn start_proxy_exe(
+    dir: &Path,
+    upstream: &Upstream,
+    storage: Storage,
+    name: &str,
+    exe: &Path,
+) -> anyhow::Result<ProxyUnderTest> {
+    let home = dir.join(format!("home-{name}"));
+    std::fs::create_dir_all(&home)?;
+    let log = std::fs::File::create(dir.join(format!("ccproxy-{name}.log")))?;
     let mut child = tokio::process::Command::new(exe)
         .arg("proxy")
         .env(CHILD_ENV, &home)
@@ -643,6 +713,8 @@ async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
         return Ok(());
     }
     let hub = FlowHub::new(8192);
+    // As the engine does: every completed flow goes through the LLM analysis.
+    hub.set_analyzer(ccproxy::llm::analyzer());
     hub.set_sink(Arc::new(Discard));
     let state = ccproxy::proxy::ProxyState::new(cfg, hub.clone()).context("start the proxy")?;
     let listener = ccproxy::proxy::bind("127.0.0.1", 0).await?;
@@ -674,7 +746,7 @@ enum Target {
 }
 
 impl Target {
-    async fn connect(&self) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
         match self {
             Self::Plain { connect, .. } => {
                 let tcp = TcpStream::connect(connect).await?;
@@ -697,16 +769,26 @@ impl Target {
         }
     }
 
-    fn request(&self, path: &str) -> anyhow::Result<Request<Empty<Bytes>>> {
+    fn request(&self, path: &str) -> anyhow::Result<Request<Full<Bytes>>> {
         let (uri, host) = match self {
             Self::Plain { connect, prefix } => (format!("{prefix}{path}"), connect.to_string()),
             Self::Tls { upstream, .. } => (path.to_string(), upstream.to_string()),
         };
-        Ok(Request::get(uri).header("host", host).body(Empty::new())?)
+        if path == LLM_PATH {
+            // An Anthropic Messages call, so the analysis stage has work to do.
+            return Ok(Request::post(uri)
+                .header("host", host)
+                .header("content-type", "application/json")
+                .header("user-agent", "claude-cli/1.0.83 (external, cli)")
+                .body(Full::new(Bytes::from_static(LLM_REQUEST.as_bytes())))?);
+        }
+        Ok(Request::get(uri)
+            .header("host", host)
+            .body(Full::default())?)
     }
 }
 
-async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Empty<Bytes>>>
+async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Full<Bytes>>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -823,9 +905,9 @@ async fn load(
 ) -> anyhow::Result<Figures> {
     // One request first, so a broken setup fails loudly instead of timing errors.
     let mut probe = target.connect().await.context("connect")?;
-    let resp = probe
-        .send_request(target.request(&format!("/bytes/{size}"))?)
-        .await?;
+    let path = case_path(size);
+    let size = case_size(size);
+    let resp = probe.send_request(target.request(&path)?).await?;
     let status = resp.status();
     let got = resp.into_body().collect().await?.to_bytes().len();
     if !status.is_success() || got != size {
@@ -836,7 +918,6 @@ async fn load(
     let start = Instant::now();
     let measure_from = start + WARMUP;
     let until = measure_from + window;
-    let path = format!("/bytes/{size}");
     let cpu_start = Arc::new(std::sync::Mutex::new(None::<f64>));
     let tasks: Vec<_> = (0..conc)
         .map(|_| {
@@ -884,6 +965,23 @@ async fn load(
     })
 }
 
+/// Size 0 stands for the LLM case (its path and the SSE answer's size).
+fn case_path(size: usize) -> String {
+    if size == 0 {
+        LLM_PATH.to_string()
+    } else {
+        format!("/bytes/{size}")
+    }
+}
+
+fn case_size(size: usize) -> usize {
+    if size == 0 {
+        llm_sse().len()
+    } else {
+        size
+    }
+}
+
 /// One client: requests until `until`, latencies recorded from `measure_from`.
 async fn worker(
     target: &Target,
@@ -896,7 +994,7 @@ async fn worker(
     let mut lat = Vec::with_capacity(4096);
     let mut errors = 0u64;
     let mut first_error = None;
-    let mut conn: Option<SendRequest<Empty<Bytes>>> = None;
+    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     while Instant::now() < until {
         let t0 = Instant::now();
         let ok = async {
@@ -1051,6 +1149,23 @@ fn print_rows(rows: &[Row]) {
                 Ok(_) => {}
             }
         }
+    }
+}
+
+/// `ccproxy ÷ baseline` for every row that measured both (the issue-9
+/// target: the analysis on costs no more than 5% of throughput).
+fn print_baseline(rows: &[Row]) {
+    let pairs: Vec<(&str, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.label, r.side("ccproxy")?.rps / r.side("baseline")?.rps)))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!("ccproxy ÷ baseline (the build in {BASELINE_ENV}, storage off, same run):");
+    for (label, r) in pairs {
+        let verdict = if r >= 0.95 { "ok" } else { "MISSED" };
+        println!("  {label:<31} {r:>5.2}  target ≥ 0.95  {verdict}");
     }
 }
 
