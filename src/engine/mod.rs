@@ -199,7 +199,7 @@ impl Engine {
             Some(o) => {
                 let stop = CancellationToken::new();
                 let (exporter, task) =
-                    crate::otel::Exporter::start(o, capture_host(), hub.subscribe(), stop.clone())
+                    crate::otel::Exporter::start(o, capture_host(), hub.subscribe_quiet(), stop.clone())
                         .map_err(|e| EngineError::Otel(e.to_string()))?;
                 tracing::info!(endpoint = %exporter.stats().endpoint, protocol = o.protocol.as_str(), "exporting LLM spans over OTLP");
                 otel_task = Some((stop, task));

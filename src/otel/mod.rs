@@ -90,7 +90,7 @@ impl Exporter {
     pub fn start(
         cfg: &OtelConfig,
         host: String,
-        events: broadcast::Receiver<Arc<FlowEvent>>,
+        events: crate::flow::QuietReceiver,
         stop: CancellationToken,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), OtelError> {
         let endpoint = traces_url(&cfg.endpoint)?;
@@ -182,11 +182,13 @@ pub fn traces_url(endpoint: &str) -> Result<String, OtelError> {
 
 /// Take completed LLM/MCP flows from the hub into the bounded queue; never waits.
 async fn feed(
-    mut events: broadcast::Receiver<Arc<FlowEvent>>,
+    mut quiet: crate::flow::QuietReceiver,
     tx: mpsc::Sender<Arc<Flow>>,
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) {
+    // A quiet viewer: whole flows only, so the hub sends no live chunks for it.
+    let events = &mut quiet.rx;
     let mut stopping = false;
     loop {
         let ev = if stopping {
