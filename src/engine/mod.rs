@@ -198,9 +198,13 @@ impl Engine {
         let otel = match &cfg.otel {
             Some(o) => {
                 let stop = CancellationToken::new();
-                let (exporter, task) =
-                    crate::otel::Exporter::start(o, capture_host(), hub.subscribe_quiet(), stop.clone())
-                        .map_err(|e| EngineError::Otel(e.to_string()))?;
+                let (exporter, task) = crate::otel::Exporter::start(
+                    o,
+                    capture_host(),
+                    hub.subscribe_quiet(),
+                    stop.clone(),
+                )
+                .map_err(|e| EngineError::Otel(e.to_string()))?;
                 tracing::info!(endpoint = %exporter.stats().endpoint, protocol = o.protocol.as_str(), "exporting LLM spans over OTLP");
                 otel_task = Some((stop, task));
                 Some(exporter)

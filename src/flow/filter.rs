@@ -559,7 +559,7 @@ impl Parser<'_> {
             "api" => {
                 let (text, pos) = self.argument("~api needs an API name, e.g. openai.chat")?;
                 let name = text.to_ascii_lowercase();
-                let known = crate::llm::Api::ALL
+                let known = super::analysis::Api::ALL
                     .iter()
                     .any(|a| a.as_str() == name || a.as_str().starts_with(&format!("{name}.")));
                 if known {

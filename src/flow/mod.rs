@@ -10,6 +10,7 @@
 //! --filter`); `har` turns flows into HAR 1.2; `history` is what a viewer needs
 //! from stored flows, so it does not depend on the store.
 
+pub mod analysis;
 pub mod filter;
 pub mod har;
 pub mod history;
@@ -193,11 +194,12 @@ pub struct Flow {
     /// the analysis stage when the flow completes; `None` for non-LLM/MCP
     /// traffic or before completion.
     #[serde(default)]
-    pub llm: Option<Arc<crate::llm::Analysis>>,
-    /// Arrival times of the first response frames (at most `llm::MAX_FRAMES`),
+    pub llm: Option<Arc<analysis::Analysis>>,
+    /// Arrival times of the first response frames (at most `llm::MAX_FRAMES`,
+    /// which the proxy enforces),
     /// for the time to the first token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub response_frames: Vec<crate::llm::FrameTime>,
+    pub response_frames: Vec<analysis::FrameTime>,
     /// A WebSocket flow (status 101): its messages, both directions, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ws_messages: Vec<WsMessage>,
