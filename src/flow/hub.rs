@@ -39,6 +39,10 @@ pub struct HubSnapshot {
     pub other: u64,
 }
 
+/// Flows that may wait for the analysis thread; past it, `completed`
+/// analyses on its own thread.
+pub const STAGE_MAX: usize = 256;
+
 /// Fills in what a completed flow means (the engine installs the LLM analysis).
 pub type Analyzer = Arc<dyn Fn(&mut Flow) + Send + Sync>;
 
@@ -98,9 +102,10 @@ impl FlowHub {
     }
 
     /// Run `analyze` on every completed flow on a thread of its own, off the
-    /// proxy's workers, before the flow is stored and shown as completed. The
-    /// channel is unbounded (the analysis is far faster than the proxy), so
-    /// `completed` never waits. The thread ends when every hub clone is gone.
+    /// proxy's workers, before the flow is stored and shown as completed. At
+    /// most [`STAGE_MAX`] flows wait for it (then `completed` analyses the
+    /// flow itself), so `completed` never blocks on the thread. The thread
+    /// ends when every hub clone is gone.
     pub fn set_analyzer(&self, analyze: Analyzer) {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -195,7 +200,9 @@ impl FlowHub {
                 .ok()
                 .and_then(|s| s.as_ref().map(|s| s.synchronous()))
                 .unwrap_or(false);
-            if inline {
+            // A full queue analyses on the caller's thread: memory stays bounded
+            // and so does what an engine crash can lose before the store has it.
+            if inline || stage.pending.load(Ordering::Acquire) >= STAGE_MAX {
                 (stage.analyze)(Arc::make_mut(&mut flow));
             } else {
                 stage.pending.fetch_add(1, Ordering::Acquire);
@@ -281,6 +288,52 @@ mod tests {
         fn submit(&self, flow: Arc<Flow>) {
             self.0.lock().expect("lock").push(flow);
         }
+    }
+
+    /// A stalled analysis thread holds at most STAGE_MAX flows; the rest are
+    /// analysed by the caller, and `settle` waits until every one is stored.
+    #[tokio::test]
+    async fn a_full_analysis_queue_analyses_inline_and_settles() {
+        let hub = FlowHub::new(16);
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        hub.set_sink(sink.clone());
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Mutex::new(Some(gate_rx));
+        let caller = std::thread::current().id();
+        hub.set_analyzer(Arc::new(move |f: &mut Flow| {
+            if std::thread::current().id() == caller {
+                f.session_id = Some("inline".into());
+                return;
+            }
+            // The analysis thread waits for the gate on its first flow.
+            if let Some(rx) = gate.lock().expect("lock").take() {
+                let _ = rx.recv();
+            }
+            f.session_id = Some("thread".into());
+        }));
+        let n = STAGE_MAX + 10;
+        for _ in 0..n {
+            hub.completed(Arc::new(Flow::new(
+                Direction::Forward,
+                "GET",
+                "http://a/",
+                "a",
+                "/",
+            )));
+        }
+        let inline = sink
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|f| f.session_id.as_deref() == Some("inline"))
+            .count();
+        // The thread holds one flow at the gate, STAGE_MAX wait behind or with it.
+        assert!((9..=10).contains(&inline), "{inline} analysed inline");
+        gate_tx.send(()).expect("open the gate");
+        hub.settle(std::time::Duration::from_secs(10)).await;
+        let stored = sink.0.lock().expect("lock").len();
+        assert_eq!(stored, n, "every flow stored once");
     }
 
     #[tokio::test]
