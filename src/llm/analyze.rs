@@ -649,6 +649,9 @@ fn session_id(flow: &Flow, req: &Value) -> Option<String> {
         .map(|s| s.trim().chars().take(200).collect())
 }
 
+/// The shortest first-token-to-end window an output rate is given for.
+const MIN_RATE_WINDOW_S: f64 = 0.05;
+
 /// Time to first token and output speed.
 fn timing(a: &mut Analysis, flow: &Flow, m: &Message, frames: &[FrameTime], is_sse: bool) {
     let streamed = is_sse || m.first_content.is_some();
@@ -661,8 +664,10 @@ fn timing(a: &mut Analysis, flow: &Flow, m: &Message, frames: &[FrameTime], is_s
     if let (true, Some(ttft), Some(total), Some(out)) =
         (streamed, a.ttft_ms, flow.duration_ms, a.usage.output)
     {
+        // Over a window this short the figure says nothing (the whole answer
+        // arrived in one read): leave it out rather than print millions.
         let secs = (total - ttft) / 1000.0;
-        if secs > 0.0 && out > 0 {
+        if secs >= MIN_RATE_WINDOW_S && out > 0 {
             a.output_tokens_per_s = Some(out as f64 / secs);
         }
     }
