@@ -14,6 +14,7 @@ pub mod llm;
 pub mod otel;
 pub mod proxy;
 pub mod store;
+pub mod tls;
 pub mod tui;
 
 use cli::{Cli, Command};

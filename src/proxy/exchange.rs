@@ -71,36 +71,12 @@ pub async fn proxy(
     }
     let (mut parts, body) = req.into_parts();
     let host = crate::capture::host::normalize(target.host().unwrap_or_default());
-    let path = target
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str)
-        .to_string();
-    let is_https = target.scheme() == Some(&http::uri::Scheme::HTTPS);
     if is_excluded(&host, &cfg.excluded_hosts) {
         let via = conn.listener.via.clone();
         return passthrough(state, parts, body, target, replace_host, via).await;
     }
 
-    let mut flow = Flow::new(
-        conn.direction(),
-        parts.method.as_str(),
-        &target.to_string(),
-        &host,
-        &path,
-    );
-    flow.http_version = version_name(parts.version).to_string();
-    flow.request_headers = capture_headers(&parts.headers, &cfg.redact_headers);
-    flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
-    flow.client_ip = Some(conn.client.ip().to_string());
-    flow.is_https = is_https;
-    // Known before connecting; the real peer address replaces them on answer.
-    flow.server_port = target.port_u16().or(Some(if is_https { 443 } else { 80 }));
-    flow.server_ip = host
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| ip.to_string());
-    flow.traffic_type = classify(&host, target.path(), &cfg.llm_hosts);
-    flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
+    let flow = request_flow(conn, &parts, &target, &host, cfg);
     let record = Record::start(
         &state.hub,
         &state.redactor,
@@ -171,6 +147,42 @@ pub async fn proxy(
     let body = TeeBody::new(body, Side::Response, record, cfg.capture_bodies, live)
         .with_idle_timeout(cfg.timeouts.upstream_idle);
     Response::from_parts(parts, ProxyBody::Upstream(body))
+}
+
+/// The flow of a request about to go to `target` (whose normalised host is
+/// `host`): the request line and head as captured, nothing answered yet.
+pub fn request_flow(
+    conn: &Conn,
+    parts: &http::request::Parts,
+    target: &Uri,
+    host: &str,
+    cfg: &crate::config::MitmConfig,
+) -> Flow {
+    let is_https = target.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let path = target
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let mut flow = Flow::new(
+        conn.direction(),
+        parts.method.as_str(),
+        &target.to_string(),
+        host,
+        path,
+    );
+    flow.http_version = version_name(parts.version).to_string();
+    flow.request_headers = capture_headers(&parts.headers, &cfg.redact_headers);
+    flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
+    flow.client_ip = Some(conn.client.ip().to_string());
+    flow.is_https = is_https;
+    // Known before connecting; the real peer address replaces them on answer.
+    flow.server_port = target.port_u16().or(Some(if is_https { 443 } else { 80 }));
+    flow.server_ip = host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string());
+    flow.traffic_type = classify(host, target.path(), &cfg.llm_hosts);
+    flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
+    flow
 }
 
 /// The port of an authority as written, checked: `Err` for 0, over 65535 or

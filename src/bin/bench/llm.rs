@@ -88,7 +88,9 @@ fn flow(path: &str, req: &str, body: String) -> Flow {
     f
 }
 
-fn anthropic() -> Flow {
+/// A streamed Anthropic answer of about `size` bytes: usage with cache
+/// figures, text deltas, a stop reason.
+pub fn anthropic_sse(size: usize) -> String {
     let mut b = String::from(concat!(
         "event: message_start\n",
         "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-sonnet-4-5-20250929\",",
@@ -96,11 +98,16 @@ fn anthropic() -> Flow {
         "event: content_block_start\n",
         "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
     ));
-    while b.len() < BODY - 400 {
+    while b.len() < size.saturating_sub(400) {
         b.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"the quick brown fox \"}}\n\n");
     }
     b.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3000}}\n\n");
     b.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    b
+}
+
+fn anthropic() -> Flow {
+    let b = anthropic_sse(BODY);
     let req = r#"{"model":"claude-sonnet-4-5","max_tokens":4096,"stream":true,"system":"You are helpful.","messages":[{"role":"user","content":"Write."}]}"#;
     flow("/v1/messages", req, b)
 }

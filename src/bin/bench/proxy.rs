@@ -532,21 +532,7 @@ const LLM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":4096,"str
 /// A 16 KiB Anthropic SSE answer with usage, text deltas and a stop reason.
 fn llm_sse() -> &'static Bytes {
     static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-    BODY.get_or_init(|| {
-        let mut b = String::from(concat!(
-            "event: message_start\n",
-            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-sonnet-4-5-20250929\",",
-            "\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":88000,\"cache_creation_input_tokens\":100,\"output_tokens\":1}}}\n\n",
-            "event: content_block_start\n",
-            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-        ));
-        while b.len() < 16 * 1024 - 300 {
-            b.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"the quick brown fox \"}}\n\n");
-        }
-        b.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":700}}\n\n");
-        b.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
-        Bytes::from(b)
-    })
+    BODY.get_or_init(|| Bytes::from(super::llm::anthropic_sse(16 * 1024)))
 }
 
 fn respond(path: &str, payload: &Bytes) -> Response<UpBody> {

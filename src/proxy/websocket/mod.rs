@@ -32,12 +32,11 @@ use tracing::Instrument;
 
 use super::body::{ProxyBody, Side, Tapped, TeeBody};
 use super::exchange::{local_response, strip_hop_by_hop, Conn};
-use super::record::{content_encoding, header_string, Record};
+use super::record::{content_encoding, Record};
 use super::upstream::{classify_error, error_chain};
 use super::ProxyState;
-use crate::capture::classify::{classify, is_excluded};
-use crate::capture::redact::capture_headers;
-use crate::flow::{ErrorKind, Flow, WsFrom, WsMessage, WsOpcode};
+use crate::capture::classify::is_excluded;
+use crate::flow::{ErrorKind, WsFrom, WsMessage, WsOpcode};
 use frame::FrameReader;
 
 /// Messages kept per flow; later ones are counted in the byte totals only.
@@ -95,41 +94,10 @@ pub async fn relay(
         .as_ref()
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let target = http_scheme(target);
-    let host = target
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
+    let host = crate::capture::host::normalize(target.host().unwrap_or_default());
     let start = Instant::now();
     let record = (!is_excluded(&host, &cfg.excluded_hosts)).then(|| {
-        let is_https = target.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let path = target
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
-        let mut flow = Flow::new(
-            conn.direction(),
-            parts.method.as_str(),
-            &target.to_string(),
-            &host,
-            path,
-        );
-        flow.http_version = if parts.version == Version::HTTP_10 {
-            "HTTP/1.0".into()
-        } else {
-            "HTTP/1.1".into()
-        };
-        flow.request_headers = capture_headers(&parts.headers, &cfg.redact_headers);
-        flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
-        flow.client_ip = Some(conn.client.ip().to_string());
-        flow.is_https = is_https;
-        flow.server_port = target.port_u16().or(Some(if is_https { 443 } else { 80 }));
-        flow.server_ip = host
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| ip.to_string());
-        flow.traffic_type = classify(&host, target.path(), &cfg.llm_hosts);
-        flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
+        let flow = super::exchange::request_flow(conn, &parts, &target, &host, cfg);
         Record::start(
             &state.hub,
             &state.redactor,
