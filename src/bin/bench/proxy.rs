@@ -699,8 +699,11 @@ async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
         return Ok(());
     }
     let hub = FlowHub::new(8192);
-    // As the engine does: every completed flow goes through the LLM analysis.
-    hub.set_analyzer(ccproxy::llm::analyzer());
+    // As the engine does: every completed flow goes through the LLM analysis
+    // (CCPROXY_BENCH_NO_ANALYSIS=1 leaves it out, to see what it costs).
+    if std::env::var_os("CCPROXY_BENCH_NO_ANALYSIS").is_none() {
+        hub.set_analyzer(ccproxy::llm::analyzer());
+    }
     hub.set_sink(Arc::new(Discard));
     let state = ccproxy::proxy::ProxyState::new(cfg, hub.clone()).context("start the proxy")?;
     let listener = ccproxy::proxy::bind("127.0.0.1", 0).await?;
