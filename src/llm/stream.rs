@@ -59,6 +59,9 @@ pub struct Message {
     pub first_content: Option<u64>,
     /// JSON-RPC messages seen (MCP), in order; at most [`MAX_RPC`].
     pub rpc: Vec<Mcp>,
+    /// Skimming (the analysis): after the first token, events that can only
+    /// add visible text are not parsed, so `blocks` lacks that text.
+    pub skim: bool,
     keys: HashMap<String, usize>,
 }
 
@@ -183,6 +186,9 @@ impl Message {
 
     /// Apply one SSE event; events of unknown shape are ignored.
     pub fn apply(&mut self, ev: &SseEvent) {
+        if self.skippable(ev) {
+            return;
+        }
         let data = ev.data.trim();
         if data == "[DONE]" {
             self.done = true;
@@ -195,6 +201,35 @@ impl Message {
             return;
         };
         self.apply_value(&v, ev.event.as_deref(), Some(ev.end));
+    }
+
+    /// When skimming: an event that can only add visible text once the first
+    /// token is known (an Anthropic text or thinking delta, a Responses text
+    /// delta, an OpenAI chat chunk without usage, tool calls, an error or a
+    /// finish reason). A false "no" only costs a parse.
+    fn skippable(&self, ev: &SseEvent) -> bool {
+        if !self.skim || self.first_content.is_none() {
+            return false;
+        }
+        let d = ev.data.as_str();
+        match self.api {
+            Some(Api::AnthropicMessages) => {
+                ev.event.as_deref() == Some("content_block_delta")
+                    && (d.contains("\"text_delta\"") || d.contains("\"thinking_delta\""))
+                    && !d.contains("\"error\"")
+            }
+            Some(Api::OpenAiResponses) => matches!(
+                ev.event.as_deref(),
+                Some("response.output_text.delta" | "response.reasoning_summary_text.delta")
+            ),
+            Some(Api::OpenAiChat) => {
+                !d.contains("\"usage\"")
+                    && !d.contains("\"tool_calls\"")
+                    && !d.contains("\"error\"")
+                    && (d.contains("\"finish_reason\":null") || !d.contains("finish_reason"))
+            }
+            _ => false,
+        }
     }
 
     /// Apply a whole (non-streamed) JSON body, or one element of a streamed JSON array.
@@ -834,6 +869,7 @@ impl Stream {
     /// beyond the message).
     pub fn feed_quiet(&mut self, bytes: &[u8]) {
         let message = &mut self.message;
+        message.skim = true;
         self.parser.feed_with(bytes, |ev| message.apply(&ev));
     }
 }

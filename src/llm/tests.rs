@@ -710,3 +710,32 @@ mod props {
         }
     }
 }
+
+/// Skimming (what the analysis does) skips text deltas after the first token
+/// but finds the same usage, stop reason, first-token offset and tool calls.
+#[test]
+fn skimming_finds_what_full_parsing_finds() {
+    for (api, body) in [
+        (Api::AnthropicMessages, ANTHROPIC_SSE),
+        (Api::OpenAiChat, OPENAI_CHAT_SSE),
+        (Api::OpenAiResponses, RESPONSES_SSE),
+    ] {
+        let mut full = Stream::for_api(Some(api));
+        full.feed(body.as_bytes());
+        let mut skim = Stream::for_api(Some(api));
+        skim.feed_quiet(body.as_bytes());
+        let (f, s) = (&full.message, &skim.message);
+        assert_eq!(f.usage, s.usage, "{api}");
+        assert_eq!(f.stop, s.stop, "{api}");
+        assert_eq!(f.first_content, s.first_content, "{api}");
+        assert_eq!(f.model, s.model, "{api}");
+        let tools = |m: &stream::Message| {
+            m.blocks
+                .iter()
+                .filter(|b| matches!(b.kind, BlockKind::ToolCall { .. }))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tools(f), tools(s), "{api}");
+    }
+}
