@@ -44,7 +44,24 @@ pub struct HubSnapshot {
 pub const STAGE_MAX: usize = 256;
 
 /// Fills in what a completed flow means (the engine installs the LLM analysis).
-pub type Analyzer = Arc<dyn Fn(&mut Flow) + Send + Sync>;
+#[derive(Clone)]
+pub struct Analyzer {
+    /// Fill in the flow.
+    pub analyze: Arc<dyn Fn(&mut Flow) + Send + Sync>,
+    /// Whether `analyze` can find anything in this flow; the others skip the
+    /// analysis thread (no hand-over for a plain GET).
+    pub wants: Arc<dyn Fn(&Flow) -> bool + Send + Sync>,
+}
+
+impl Analyzer {
+    /// An analyzer interested in every flow.
+    pub fn all(analyze: impl Fn(&mut Flow) + Send + Sync + 'static) -> Self {
+        Self {
+            analyze: Arc::new(analyze),
+            wants: Arc::new(|_| true),
+        }
+    }
+}
 
 /// Fan-out point between the listeners and everyone who wants flows.
 #[derive(Clone)]
@@ -61,7 +78,8 @@ pub struct FlowHub {
 /// sink), its queue, and how many flows wait in it.
 #[derive(Clone)]
 struct Stage {
-    analyze: Analyzer,
+    analyze: Arc<dyn Fn(&mut Flow) + Send + Sync>,
+    wants: Arc<dyn Fn(&Flow) -> bool + Send + Sync>,
     tx: std::sync::mpsc::Sender<Arc<Flow>>,
     pending: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -110,7 +128,8 @@ impl FlowHub {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stage = Stage {
-            analyze: Arc::clone(&analyze),
+            analyze: Arc::clone(&analyze.analyze),
+            wants: Arc::clone(&analyze.wants),
             tx,
             pending: Arc::clone(&pending),
         };
@@ -125,7 +144,7 @@ impl FlowHub {
             .name("ccproxy-llm".into())
             .spawn(move || {
                 while let Ok(mut flow) = rx.recv() {
-                    analyze(Arc::make_mut(&mut flow));
+                    (analyze.analyze)(Arc::make_mut(&mut flow));
                     hub.publish_completed(flow);
                     pending.fetch_sub(1, Ordering::Release);
                 }
@@ -193,7 +212,7 @@ impl FlowHub {
     /// show it, store it.
     pub fn completed(&self, mut flow: Arc<Flow>) {
         let stage = self.stage.read().ok().and_then(|s| s.clone());
-        if let Some(stage) = stage {
+        if let Some(stage) = stage.filter(|s| (s.wants)(&flow)) {
             let inline = self
                 .sink
                 .read()
@@ -300,7 +319,7 @@ mod tests {
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
         let gate = Mutex::new(Some(gate_rx));
         let caller = std::thread::current().id();
-        hub.set_analyzer(Arc::new(move |f: &mut Flow| {
+        hub.set_analyzer(Analyzer::all(move |f: &mut Flow| {
             if std::thread::current().id() == caller {
                 f.session_id = Some("inline".into());
                 return;

@@ -34,10 +34,24 @@ pub use crate::flow::analysis::{
 /// gets its [`Analysis`] (with the installed price table) before it is
 /// stored, shown or exported.
 pub fn analyzer() -> crate::flow::hub::Analyzer {
-    std::sync::Arc::new(|flow: &mut crate::flow::Flow| {
-        let prices = PriceTable::shared();
-        flow.llm = analyze_timed(flow, prices, &flow.response_frames).map(std::sync::Arc::new);
-    })
+    crate::flow::hub::Analyzer {
+        analyze: std::sync::Arc::new(|flow: &mut crate::flow::Flow| {
+            let prices = PriceTable::shared();
+            flow.llm = analyze_timed(flow, prices, &flow.response_frames).map(std::sync::Arc::new);
+        }),
+        wants: std::sync::Arc::new(may_be_llm),
+    }
+}
+
+/// False only for flows [`analyze`] finds nothing in: no request body, not
+/// a POST, and no event stream back (an MCP server stream is a `GET`).
+pub fn may_be_llm(flow: &crate::flow::Flow) -> bool {
+    flow.method.eq_ignore_ascii_case("POST")
+        || !flow.request_body.is_empty()
+        || flow
+            .response_content_type
+            .as_deref()
+            .is_some_and(|c| c.contains("event-stream"))
 }
 
 #[cfg(test)]

@@ -739,3 +739,28 @@ fn skimming_finds_what_full_parsing_finds() {
         assert_eq!(tools(f), tools(s), "{api}");
     }
 }
+
+/// The flows the analysis thread is spared are ones `analyze` finds nothing in.
+#[test]
+fn may_be_llm_only_skips_what_analyze_would_not_find() {
+    let mut get = Flow::new(Direction::Forward, "GET", "http://a/x", "a", "/x");
+    get.response_content_type = Some("application/json".into());
+    get.response_body = Bytes::from_static(br#"{"usage":{"input_tokens":1}}"#);
+    assert!(!may_be_llm(&get));
+    assert!(analyze(&get, &prices()).is_none());
+    let mut stream = get.clone();
+    stream.response_content_type = Some("text/event-stream".into());
+    stream.response_body = Bytes::from_static(MCP_SSE.as_bytes());
+    assert!(may_be_llm(&stream));
+    assert!(
+        analyze(&stream, &prices()).is_some(),
+        "an MCP server stream"
+    );
+    let post = flow(
+        "/v1/messages",
+        &anthropic_request(),
+        "text/event-stream",
+        ANTHROPIC_SSE,
+    );
+    assert!(may_be_llm(&post));
+}
