@@ -223,18 +223,20 @@ impl Redactor {
             return body.clone();
         }
         let mut out: Cow<'_, [u8]> = Cow::Borrowed(body);
+        if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c)) {
+            out = Cow::Owned(b);
+        }
+        if let Cow::Owned(b) = KEY_SHAPES.replace_all(&out, |c: &Captures<'_>| shape(c)) {
+            out = Cow::Owned(b);
+        }
+        // Last: the steps above can turn a body into valid UTF-8 (a masked
+        // non-UTF-8 secret), and redacting twice must change nothing more.
         if form {
             if let Ok(text) = std::str::from_utf8(&out) {
                 if let Some(t) = self.redact_pairs(text) {
                     out = Cow::Owned(t.into_bytes());
                 }
             }
-        }
-        if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c)) {
-            out = Cow::Owned(b);
-        }
-        if let Cow::Owned(b) = KEY_SHAPES.replace_all(&out, |c: &Captures<'_>| shape(c)) {
-            out = Cow::Owned(b);
         }
         match out {
             Cow::Borrowed(_) => body.clone(),
