@@ -124,6 +124,8 @@ pub struct FlowList {
     budget: usize,
     body_bytes: usize,
     body_order: VecDeque<Uuid>,
+    /// Bumped whenever the set of analysed flows may have changed.
+    generation: u64,
 }
 
 impl Default for FlowList {
@@ -146,7 +148,24 @@ impl FlowList {
             budget,
             body_bytes: 0,
             body_order: VecDeque::new(),
+            generation: 0,
         }
+    }
+
+    /// Changes whenever a flow completes, or flows are cleared or prepended:
+    /// what the sessions view compares to know its model is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every entry held, oldest first (filtered or not).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entry of the flow with this id.
+    pub fn entry(&self, id: &Uuid) -> Option<&Entry> {
+        self.index.get(id).and_then(|&i| self.entries.get(i))
     }
 
     /// All flows held (filtered or not).
@@ -232,6 +251,9 @@ impl FlowList {
     /// Insert a new flow or replace the held copy; true when it was new.
     pub fn upsert(&mut self, flow: Arc<Flow>) -> bool {
         let passes = self.filter.matches(&flow);
+        if flow.is_complete() {
+            self.generation += 1;
+        }
         if let Some(&i) = self.index.get(&flow.id) {
             if flow.is_complete() {
                 self.entries[i].llm = analysis_of(&flow);
@@ -290,6 +312,7 @@ impl FlowList {
 
     /// Forget every flow.
     pub fn clear(&mut self) {
+        self.generation += 1;
         self.entries.clear();
         self.index.clear();
         self.visible.clear();
@@ -349,6 +372,7 @@ impl FlowList {
         if older.is_empty() {
             return 0;
         }
+        self.generation += 1;
         older.sort_by_key(|e| e.flow.start_time);
         let k = older.len();
         for e in older.iter().rev() {
@@ -551,6 +575,28 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(list.merge_history(vec![flow(5, "POST", 0)]), 0);
         assert_eq!(list.counts().iter().sum::<u64>(), 7);
+    }
+
+    #[test]
+    fn generation_moves_when_flows_complete_or_go() {
+        let mut list = FlowList::default();
+        let mut f = flow(0, "POST", 0);
+        f.end_time = None;
+        list.upsert(Arc::new(f.clone()));
+        let g0 = list.generation();
+        list.append_live(&f.id, b"abc");
+        assert_eq!(list.generation(), g0, "live bytes are not a completion");
+        f.end_time = Some(f.start_time);
+        list.complete(Arc::new(f.clone()));
+        let g1 = list.generation();
+        assert!(g1 > g0);
+        assert!(list.entry(&f.id).is_some());
+        assert_eq!(list.merge_history(vec![flow(5, "GET", 0)]), 1);
+        assert!(list.generation() > g1);
+        let g2 = list.generation();
+        list.clear();
+        assert!(list.generation() > g2);
+        assert!(list.entry(&f.id).is_none() && list.entries().is_empty());
     }
 
     #[test]
