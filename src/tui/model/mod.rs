@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 
 pub mod detail;
+pub mod diff;
 pub mod flows;
 
 /// The sizes the last layout gave the panes, computed before the frame is
