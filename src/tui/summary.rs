@@ -149,7 +149,7 @@ fn ratelimit(r: &crate::llm::RateLimit) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-fn group(n: u64) -> String {
+pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

@@ -1,6 +1,7 @@
 //! The TUI's state, in pure pieces with their own tests: the flows held
-//! ([`flows::FlowList`]), the detail pane ([`detail::Detail`]) and the
-//! request rate shown in the header.
+//! ([`flows::FlowList`]), the detail pane ([`detail::Detail`]), the Sessions
+//! view ([`sessions::Sessions`]), the request diff ([`diff::DiffDoc`]) and
+//! the request rate shown in the header.
 
 use std::collections::VecDeque;
 
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 pub mod detail;
 pub mod diff;
 pub mod flows;
+pub mod sessions;
 
 /// The sizes the last layout gave the panes, computed before the frame is
 /// drawn (`ui::viewport`) and used by paging and scrolling.
