@@ -92,6 +92,24 @@ impl Totals {
         }
     }
 
+    /// Take one analysis out again (the flow left the visible set or was replaced).
+    pub fn remove(&mut self, a: &Analysis) {
+        self.analysed = self.analysed.saturating_sub(1);
+        self.input = self.input.saturating_sub(a.usage.input.unwrap_or(0));
+        self.output = self.output.saturating_sub(a.usage.output.unwrap_or(0));
+        self.cache_read = self
+            .cache_read
+            .saturating_sub(a.usage.cache_read.unwrap_or(0));
+        self.cache_creation = self
+            .cache_creation
+            .saturating_sub(a.usage.cache_creation.unwrap_or(0));
+        match a.cost_usd {
+            Some(c) => self.cost_usd = (self.cost_usd - c).max(0.0),
+            None if !a.usage.is_empty() => self.unpriced = self.unpriced.saturating_sub(1),
+            None => {}
+        }
+    }
+
     /// Cache read ÷ (input + cache read + cache creation), when any prompt was sent.
     pub fn cache_hit_rate(&self) -> Option<f64> {
         let prompt = self.input + self.cache_read + self.cache_creation;
@@ -126,6 +144,9 @@ pub struct FlowList {
     body_order: VecDeque<Uuid>,
     /// Bumped whenever the set of analysed flows may have changed.
     generation: u64,
+    /// The totals of the visible flows, kept up to date as they change (the
+    /// header shows them every frame; summing 100,000 flows a frame is not cheap).
+    totals: Totals,
 }
 
 impl Default for FlowList {
@@ -149,6 +170,7 @@ impl FlowList {
             body_bytes: 0,
             body_order: VecDeque::new(),
             generation: 0,
+            totals: Totals::default(),
         }
     }
 
@@ -199,6 +221,10 @@ impl FlowList {
 
     /// Token, cost and cache totals of the flows passing the filter.
     pub fn visible_totals(&self) -> Totals {
+        self.totals
+    }
+
+    fn sum_visible(&self) -> Totals {
         let mut t = Totals::default();
         for e in self.visible.iter().filter_map(|&i| self.entries.get(i)) {
             if let Some(a) = &e.llm {
@@ -255,8 +281,19 @@ impl FlowList {
             self.generation += 1;
         }
         if let Some(&i) = self.index.get(&flow.id) {
+            let was_visible = self.visible.binary_search(&i).is_ok();
+            if was_visible {
+                if let Some(a) = &self.entries[i].llm {
+                    self.totals.remove(a);
+                }
+            }
             if flow.is_complete() {
                 self.entries[i].llm = analysis_of(&flow);
+            }
+            if passes {
+                if let Some(a) = &self.entries[i].llm {
+                    self.totals.add(a);
+                }
             }
             let old = std::mem::replace(&mut self.entries[i].flow, Arc::clone(&flow));
             self.entries[i].trimmed = false;
@@ -284,6 +321,9 @@ impl FlowList {
         self.enforce_budget();
         if passes {
             self.visible.push(i);
+            if let Some(a) = &self.entries[i].llm {
+                self.totals.add(a);
+            }
         }
         if self.follow || self.selected.is_none() {
             self.select_last();
@@ -320,6 +360,7 @@ impl FlowList {
         self.counts = [0; 4];
         self.body_bytes = 0;
         self.body_order.clear();
+        self.totals = Totals::default();
     }
 
     /// Select the newest visible flow (keep the selection when none passes).
@@ -356,6 +397,7 @@ impl FlowList {
         } else {
             visible_in(filter, &self.entries)
         };
+        self.totals = self.sum_visible();
         if self.follow {
             self.select_last();
         }
@@ -575,6 +617,38 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(list.merge_history(vec![flow(5, "POST", 0)]), 0);
         assert_eq!(list.counts().iter().sum::<u64>(), 7);
+    }
+
+    #[test]
+    fn totals_follow_updates_and_the_filter() {
+        let llm = |f: &mut Flow, input: u64, cost: f64| {
+            f.llm = Some(Arc::new(Analysis {
+                usage: crate::llm::Usage {
+                    input: Some(input),
+                    ..crate::llm::Usage::default()
+                },
+                cost_usd: Some(cost),
+                ..Analysis::default()
+            }));
+        };
+        let mut list = FlowList::default();
+        let mut a = flow(0, "POST", 0);
+        llm(&mut a, 10, 0.5);
+        let mut b = flow(1, "GET", 0);
+        llm(&mut b, 5, 0.25);
+        list.upsert(Arc::new(a.clone()));
+        list.upsert(Arc::new(b));
+        assert_eq!(list.visible_totals().input, 15);
+        // A newer copy replaces the old figures instead of adding to them.
+        llm(&mut a, 20, 1.0);
+        list.upsert(Arc::new(a));
+        assert_eq!(list.visible_totals(), list.sum_visible());
+        assert_eq!(list.visible_totals().input, 25);
+        list.set_filter(filter::parse("~m GET").expect("parse"));
+        assert_eq!(list.visible_totals().input, 5);
+        assert_eq!(list.visible_totals(), list.sum_visible());
+        list.clear();
+        assert_eq!(list.visible_totals(), Totals::default());
     }
 
     #[test]
