@@ -51,7 +51,7 @@ impl App {
         let view = self.view;
         match self.focus {
             Focus::Sessions | Focus::Session => {
-                self.sessions.refresh(&self.flows);
+                self.sessions.refresh_paced(&self.flows);
                 if self.focus == Focus::Session && self.sessions.open.is_none() {
                     self.focus = Focus::Sessions;
                 }

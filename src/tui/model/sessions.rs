@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -28,6 +29,12 @@ const TEXT_CHARS: usize = 400;
 const MAX_TEXT_LINES: usize = 8;
 /// Turn blocks kept parsed; beyond it the cache starts over.
 const MAX_BLOCKS: usize = 512;
+/// A refresh that took longer than this is not repeated for
+/// [`PACE`] times its length: while a burst of traffic keeps changing big
+/// sessions, the view lags a little instead of spending every frame building.
+const SLOW_REFRESH: Duration = Duration::from_millis(15);
+/// How many times a slow refresh's length the paced refresh waits.
+const PACE: u32 = 5;
 /// Rate-limit headers followed over a session, most telling first.
 const SERIES: &[&str] = &[
     "anthropic-ratelimit-unified-5h-utilization",
@@ -121,6 +128,8 @@ fn mix(id: &Uuid) -> u64 {
 #[derive(Debug, Default)]
 pub struct Sessions {
     generation: Option<u64>,
+    /// When the last refresh ran and how long it took, when it was slow.
+    slow: Option<(Instant, Duration)>,
     built: HashMap<String, Built>,
     /// Session ids, most recently active first.
     order: Vec<String>,
@@ -174,6 +183,24 @@ impl Sessions {
         if self.generation == Some(flows.generation()) {
             return;
         }
+        let started = Instant::now();
+        self.rebuild(flows);
+        let took = started.elapsed();
+        self.slow = (took > SLOW_REFRESH).then_some((started, took));
+    }
+
+    /// [`refresh`](Self::refresh) before a frame: after a slow one, the next
+    /// waits [`PACE`] times as long (the models stay as they were meanwhile).
+    pub fn refresh_paced(&mut self, flows: &FlowList) {
+        if let Some((at, took)) = self.slow {
+            if at.elapsed() < took * PACE {
+                return;
+            }
+        }
+        self.refresh(flows);
+    }
+
+    fn rebuild(&mut self, flows: &FlowList) {
         self.generation = Some(flows.generation());
         let entries = flows.entries();
         let mut by: HashMap<&str, (Vec<usize>, u64, usize)> = HashMap::new();
@@ -1020,6 +1047,21 @@ mod tests {
             totals: Totals::default(),
         };
         assert_eq!(tree(&s), [(0, 0), (2, 1), (3, 2), (1, 0)]);
+    }
+
+    #[test]
+    fn after_a_slow_refresh_the_paced_one_waits() {
+        let mut l = list();
+        let mut s = Sessions::default();
+        s.refresh(&l);
+        // As if the last refresh had just taken a minute.
+        s.slow = Some((Instant::now(), Duration::from_secs(60)));
+        l.complete(flow(7, "s1", &body("S", &[user("fix the bug")]), 0, 0));
+        s.refresh_paced(&l);
+        assert_eq!(s.session("s1").map(|x| x.totals.requests), Some(2));
+        s.refresh(&l);
+        assert_eq!(s.session("s1").map(|x| x.totals.requests), Some(3));
+        assert!(s.slow.is_none(), "a quick refresh clears the pace");
     }
 
     #[test]
