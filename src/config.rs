@@ -112,23 +112,23 @@ fn parse_otel_headers(s: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut pos = 0;
+    while pos < bytes.len() {
         let hex = |c: u8| char::from(c).to_digit(16);
         match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
+            bytes[pos],
+            bytes.get(pos + 1).copied().and_then(hex),
+            bytes.get(pos + 2).copied().and_then(hex),
         ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                pos += 3;
             }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
+            (byte, _, _) => {
+                out.push(byte);
+                pos += 1;
             }
         }
     }

@@ -114,6 +114,7 @@ fn anthropic_request() -> Value {
     })
 }
 
+#[allow(clippy::many_single_char_names)] // row, column and key closures read best short
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_shape_through_the_proxy_fills_every_column() {
     let db = fresh_db().await;

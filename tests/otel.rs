@@ -93,7 +93,7 @@ fn receiver(rt: &tokio::runtime::Runtime) -> (std::net::SocketAddr, Received) {
                             .into_body()
                             .collect()
                             .await
-                            .map(|b| b.to_bytes())
+                            .map(http_body_util::Collected::to_bytes)
                             .unwrap_or_default();
                         store.lock().expect("lock").push((path, ct, headers, body));
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(

@@ -29,11 +29,7 @@ pub fn analyze_timed(flow: &Flow, prices: &PriceTable, frames: &[FrameTime]) -> 
         provider: provider(&flow.host, api).to_string(),
         ..Analysis::default()
     };
-    let response_is_sse = flow
-        .response_content_type
-        .as_deref()
-        .is_some_and(|c| c.contains("event-stream"))
-        || sse::looks_like_sse(&flow.response_body);
+    let response_is_sse = is_sse(flow);
 
     let req = request.as_ref().unwrap_or(&Value::Null);
     request_facts(&mut a, flow, path, req);
@@ -76,6 +72,22 @@ pub fn analyze_timed(flow: &Flow, prices: &PriceTable, frames: &[FrameTime]) -> 
         }
     }
     Some(a)
+}
+
+/// The message the model wrote in an exchange's response (text, thinking,
+/// tool calls), reassembled whatever its shape: for views that show the
+/// reply itself rather than the figures of the analysis.
+pub fn reply(flow: &Flow, api: Api) -> Message {
+    let path = flow.path.split('?').next().unwrap_or("");
+    response_message(api, flow, is_sse(flow), path)
+}
+
+/// The response is a server-sent event stream (by content type or by shape).
+fn is_sse(flow: &Flow) -> bool {
+    flow.response_content_type
+        .as_deref()
+        .is_some_and(|c| c.contains("event-stream"))
+        || sse::looks_like_sse(&flow.response_body)
 }
 
 /// The first JSON value of a body (a body cut at `max_body_size` is not one).

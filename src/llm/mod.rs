@@ -19,7 +19,7 @@ pub mod session;
 pub mod sse;
 pub mod stream;
 
-pub use analyze::{analyze, analyze_timed, detect};
+pub use analyze::{analyze, analyze_timed, detect, reply};
 
 /// How many response frames the proxy times per exchange (enough to reach
 /// the first content delta of any stream; a bounded, cheap record).

@@ -135,8 +135,7 @@ impl Exporter {
         };
         let (tx, rx) = mpsc::channel::<Arc<Flow>>(QUEUE);
         let counters = Arc::clone(&me.counters);
-        let feeder_stop = stop.clone();
-        tokio::spawn(feed(events, tx, Arc::clone(&counters), feeder_stop));
+        tokio::spawn(feed(events, tx, Arc::clone(&counters), stop));
         let sender = Sender {
             client,
             endpoint,

@@ -305,14 +305,14 @@ fn nanos(t: chrono::DateTime<chrono::Utc>) -> u64 {
     t.timestamp_nanos_opt().map_or(0, |n| n.max(0) as u64)
 }
 
-fn value(v: any_value::Value) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(v) })
+fn value(v: any_value::Value) -> AnyValue {
+    AnyValue { value: Some(v) }
 }
 
 fn kv(key: &str, v: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: value(any_value::Value::StringValue(v.to_string())),
+        value: Some(value(any_value::Value::StringValue(v.to_string()))),
         ..KeyValue::default()
     }
 }
@@ -320,7 +320,7 @@ fn kv(key: &str, v: &str) -> KeyValue {
 fn kv_i(key: &str, v: i64) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: value(any_value::Value::IntValue(v)),
+        value: Some(value(any_value::Value::IntValue(v))),
         ..KeyValue::default()
     }
 }
@@ -332,7 +332,7 @@ fn kv_u(key: &str, v: u64) -> KeyValue {
 fn kv_d(key: &str, v: f64) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: value(any_value::Value::DoubleValue(v)),
+        value: Some(value(any_value::Value::DoubleValue(v))),
         ..KeyValue::default()
     }
 }
@@ -340,7 +340,7 @@ fn kv_d(key: &str, v: f64) -> KeyValue {
 fn kv_b(key: &str, v: bool) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: value(any_value::Value::BoolValue(v)),
+        value: Some(value(any_value::Value::BoolValue(v))),
         ..KeyValue::default()
     }
 }
@@ -348,14 +348,14 @@ fn kv_b(key: &str, v: bool) -> KeyValue {
 fn kv_list(key: &str, items: &[String]) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: value(any_value::Value::ArrayValue(ArrayValue {
+        value: Some(value(any_value::Value::ArrayValue(ArrayValue {
             values: items
                 .iter()
                 .map(|s| AnyValue {
                     value: Some(any_value::Value::StringValue(s.clone())),
                 })
                 .collect(),
-        })),
+        }))),
         ..KeyValue::default()
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! `app` routes [`Action`]s into the state (`model/`) without I/O; `event`
 //! merges terminal input, ticks and the feed into one stream; `bindings` maps
-//! keys to actions; `columns` lists the table's columns; `ui` draws. The loop:
+//! keys to actions; `columns` lists the table's columns; `ui` draws; `views`
+//! routes the Sessions and Diff views. The loop:
 //! drain pending events, carry out effects, draw at most once per frame.
 
 pub mod action;
@@ -20,6 +21,7 @@ pub mod event;
 pub mod model;
 pub mod summary;
 pub mod ui;
+mod views;
 pub mod websocket;
 
 /// The old entry points, kept until `cmd/` owns them (removed at the merge).

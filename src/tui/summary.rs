@@ -2,6 +2,8 @@
 //! exchange as labelled rows. Pure, so the detail model can count the rows
 //! and the renderer can draw the same ones.
 
+use std::fmt::Write as _;
+
 use crate::llm::Analysis;
 
 /// The summary of an analysis as `(label, value)` rows, in display order;
@@ -34,7 +36,7 @@ pub fn rows(a: &Analysis) -> Vec<(&'static str, String)> {
             parts.push(format!("cache read {}", n(u.cache_read)));
             let mut write = format!("cache write {}", n(u.cache_creation));
             if let Some(h) = u.cache_creation_1h.filter(|h| *h > 0) {
-                write.push_str(&format!(" (1h {})", group(h)));
+                let _ = write!(write, " (1h {})", group(h));
             }
             parts.push(write);
         }
@@ -57,7 +59,7 @@ pub fn rows(a: &Analysis) -> Vec<(&'static str, String)> {
     if let Some(t) = a.ttft_ms {
         let mut v = format!("{t:.0} ms to the first token");
         if let Some(r) = a.output_tokens_per_s {
-            v.push_str(&format!(" · {r:.1} tokens/s"));
+            let _ = write!(v, " · {r:.1} tokens/s");
         }
         out.push(("TTFT", v));
     }
@@ -73,7 +75,7 @@ pub fn rows(a: &Analysis) -> Vec<(&'static str, String)> {
         let errors = a.tool_results.iter().filter(|r| r.is_error).count();
         let mut v = format!("{} in the request", a.tool_results.len());
         if errors > 0 {
-            v.push_str(&format!(" ({errors} marked as errors)"));
+            let _ = write!(v, " ({errors} marked as errors)");
         }
         out.push(("tool results", v));
     }
@@ -105,10 +107,10 @@ pub fn rows(a: &Analysis) -> Vec<(&'static str, String)> {
             m.method.as_deref().unwrap_or("(response)")
         );
         if let Some(id) = &m.id {
-            v.push_str(&format!(" id {id}"));
+            let _ = write!(v, " id {id}");
         }
         if let Some(t) = &m.tool {
-            v.push_str(&format!(" tool {t}"));
+            let _ = write!(v, " tool {t}");
         }
         if m.is_error {
             v.push_str(" · error");
@@ -147,7 +149,7 @@ fn ratelimit(r: &crate::llm::RateLimit) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-fn group(n: u64) -> String {
+pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

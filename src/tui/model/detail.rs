@@ -270,3 +270,31 @@ pub fn tab_body(e: &Entry, tab: Tab) -> Option<(Option<&str>, Bytes)> {
         Tab::Timing => None,
     }
 }
+
+/// The file `b` writes for a tab's body: its name (the flow id's tail, the
+/// side, an extension from the content) and bytes; `Ok(None)` when the tab
+/// has no body, `Err` with what to tell the user when it is empty.
+pub fn saved_body(e: &Entry, tab: Tab) -> Result<Option<(String, Bytes)>, &'static str> {
+    let Some((ct, bytes)) = tab_body(e, tab) else {
+        return Ok(None);
+    };
+    if bytes.is_empty() {
+        return Err("this body is empty: nothing to save");
+    }
+    let ext = match BodyMode::detect(ct, &bytes) {
+        BodyMode::Json => "json",
+        BodyMode::Sse => "sse",
+        BodyMode::Text => "txt",
+        BodyMode::Hex => "bin",
+    };
+    let id = e.flow.id.simple().to_string();
+    let side = if tab == Tab::Request {
+        "request"
+    } else {
+        "response"
+    };
+    Ok(Some((
+        format!("{}-{side}.{ext}", &id[id.len() - 12..]),
+        bytes,
+    )))
+}
