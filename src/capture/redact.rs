@@ -226,7 +226,7 @@ impl Redactor {
         if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c)) {
             out = Cow::Owned(b);
         }
-        if let Cow::Owned(b) = KEY_SHAPES.replace_all(&out, |c: &Captures<'_>| shape(c)) {
+        if let Cow::Owned(b) = key_shapes(&out) {
             out = Cow::Owned(b);
         }
         // Last: the steps above can turn a body into valid UTF-8 (a masked
@@ -339,13 +339,33 @@ fn json_field(c: &Captures<'_>) -> Vec<u8> {
 }
 
 /// A key-shaped match, redacted.
-fn shape(c: &Captures<'_>) -> Vec<u8> {
-    redact_token(&String::from_utf8_lossy(&c[0])).into_bytes()
+/// Every key shape in `hay` redacted. A redacted form keeps the last 4
+/// characters; when those and the text after the key would read as another
+/// key (`ghp_…xoxb` before `-1234567890-abcdef`), they go too, so a second
+/// pass finds nothing more to do.
+fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
+    KEY_SHAPES.replace_all(hay, |c: &Captures<'_>| {
+        let whole = &c[0];
+        let end = c.get(0).map_or(hay.len(), |m| m.end());
+        let r = redact_token(&String::from_utf8_lossy(whole));
+        if let Some(i) = r.rfind(ELLIPSIS) {
+            let tail = i + ELLIPSIS.len_utf8();
+            let mut probe = r.as_bytes()[tail..].to_vec();
+            probe.extend_from_slice(&hay[end..(end + 96).min(hay.len())]);
+            if KEY_SHAPES
+                .find(&probe)
+                .is_some_and(|m| m.start() < r.len() - tail)
+            {
+                return r.as_bytes()[..tail].to_vec();
+            }
+        }
+        r.into_bytes()
+    })
 }
 
 /// The key-shape net over text.
 fn key_shapes_str(s: &str) -> Cow<'_, str> {
-    match KEY_SHAPES.replace_all(s.as_bytes(), |c: &Captures<'_>| shape(c)) {
+    match key_shapes(s.as_bytes()) {
         Cow::Borrowed(_) => Cow::Borrowed(s),
         Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
     }
@@ -424,6 +444,21 @@ pub fn redact_token(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the redact fuzz target: the kept last 4 of a GitHub token
+    /// and the text after it read as a Slack token on a second pass.
+    #[test]
+    fn a_kept_tail_never_starts_another_key() {
+        let r = Redactor::new(&[], &[]);
+        let body = Bytes::from_static(
+            b"x ghp_EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEExoxb-1234567890-abcdef",
+        );
+        let once = r.body(&body);
+        assert_eq!(r.body(&once), once);
+        let text = String::from_utf8_lossy(&once);
+        assert!(!text.contains("EEEE"), "{text}");
+        assert!(text.contains("ghp\u{2026}"), "{text}");
+    }
     use http::header::{HeaderMap, HeaderName, HeaderValue};
 
     // Real shapes of every provider's credentials (made-up values).
