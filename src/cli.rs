@@ -45,6 +45,12 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the engine and gateway logs.
     Logs(LogsArgs),
+    /// Agent sessions: requests, conversations, tokens, cost, cache hit ratio.
+    Sessions(SessionsArgs),
+    /// One session: its conversations, turns, tool calls and cache verdicts.
+    Session(SessionArgs),
+    /// LLM usage from the database: requests, tokens, cost, cache hit rate, TTFT, errors.
+    Stats(StatsArgs),
     /// Internal: the detached engine process.
     #[command(name = "__engine", hide = true)]
     Engine(EngineArgs),
@@ -124,6 +130,8 @@ pub enum DbCommand {
     Status,
     /// Delete flows older than a duration.
     Prune(PruneArgs),
+    /// Fill the LLM columns (api, tokens, cost, …) of rows stored before them.
+    Backfill,
 }
 
 /// Flags of `ccproxy db prune`.
@@ -154,6 +162,53 @@ pub struct ExportArgs {
     /// Only flows newer than this, e.g. 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<std::time::Duration>,
+    /// Only flows captured on this machine (`capture_host`, case-insensitive).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+/// Flags of `ccproxy sessions`.
+#[derive(Debug, Args, Clone)]
+pub struct SessionsArgs {
+    /// Only sessions with requests newer than this, e.g. 1d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
+    pub since: std::time::Duration,
+    /// Machine-readable output (schema in README.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Only flows captured on this machine (`capture_host`, case-insensitive).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+/// Flags of `ccproxy stats`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatsArgs {
+    /// Only flows newer than this, e.g. 1h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Group by model, session, agent or host.
+    #[arg(long, value_name = "KEY", value_parser = ["model", "session", "agent", "host"])]
+    pub by: Option<String>,
+    /// An array of JSON objects, one per group.
+    #[arg(long)]
+    pub json: bool,
+    /// Only flows captured on this machine (`capture_host`, case-insensitive).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+/// Flags of `ccproxy session ID`.
+#[derive(Debug, Args, Clone)]
+pub struct SessionArgs {
+    /// The session id (`x-claude-code-session-id`).
+    pub id: String,
+    /// Machine-readable output (schema in README.md).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// A readable transcript for a bug report.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// Flags of `ccproxy logs`.

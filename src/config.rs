@@ -46,9 +46,106 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Top-level `litellm`: where the reverse listener binds (port 4000).
     pub litellm: ListenConfig,
+    /// `ccproxy.identity`: who this machine's rows are recorded as.
+    pub identity: IdentityConfig,
+    /// `ccproxy.prices`: a price table file replacing the bundled `assets/prices.json`.
+    pub prices: Option<PathBuf>,
+    /// `ccproxy.otel` (the `OTEL_EXPORTER_OTLP_*` variables win): where spans go; `None` = no export.
+    pub otel: Option<OtelConfig>,
+}
+
+/// `ccproxy.otel`: OTLP/HTTP span export of every completed LLM exchange.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OtelConfig {
+    /// Base URL of the collector (`/v1/traces` is added), or the full traces URL.
+    pub endpoint: String,
+    /// `http/protobuf` (default) or `http/json`.
+    pub protocol: OtelProtocol,
+    /// Extra request headers (e.g. an API key of the tracing backend).
+    pub headers: Vec<(String, String)>,
+    /// Attach prompts and answers (`gen_ai.input.messages`, …), redacted; off by default.
+    pub capture_content: bool,
+}
+
+/// The OTLP/HTTP encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtelProtocol {
+    /// `http/protobuf`.
+    #[default]
+    Protobuf,
+    /// `http/json`.
+    Json,
+}
+
+impl OtelProtocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Protobuf => "http/protobuf",
+            Self::Json => "http/json",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "http/protobuf" | "protobuf" => Ok(Self::Protobuf),
+            "http/json" | "json" => Ok(Self::Json),
+            "grpc" => Err(
+                "`grpc` is not supported: use http/protobuf (port 4318 on most collectors)".into(),
+            ),
+            other => Err(format!("`{other}` is not http/protobuf or http/json")),
+        }
+    }
+}
+
+/// `k1=v1,k2=v2` as `OTEL_EXPORTER_OTLP_HEADERS` writes it (values percent-decoded).
+fn parse_otel_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+            Ok((k.trim().to_string(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            bytes[pos],
+            bytes.get(pos + 1).copied().and_then(hex),
+            bytes.get(pos + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                pos += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                pos += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `ccproxy.identity: {host, user}`: overrides for `capture_host` (default:
+/// the hostname) and `capture_user` (default: the OS user).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdentityConfig {
+    pub host: Option<String>,
+    pub user: Option<String>,
 }
 
 /// `ccproxy.mitm` exactly as in the seed, plus the extras of DESIGN.md.
+// One field per YAML key: the bools are independent switches.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MitmConfig {
     pub enabled: bool,
@@ -66,10 +163,58 @@ pub struct MitmConfig {
     pub buffer_size: usize,
     /// Extra header names (lowercase) redacted like `authorization`.
     pub redact_headers: Vec<String>,
+    /// Extra URL query parameter names (any case) redacted like `key`.
+    pub redact_query: Vec<String>,
     pub spool_max_bytes: u64,
     pub retention: Option<Duration>,
     pub upstream_ca: Option<PathBuf>,
     pub ssl_insecure: bool,
+    /// `durability`: when a completed flow counts as stored (default `batch`).
+    pub durability: Durability,
+    /// `proxy_auth`: both listeners require the token in `<home>/proxy.token`.
+    pub proxy_auth: bool,
+    /// `timeouts`: how long a client or an upstream may stall the proxy.
+    pub timeouts: MitmTimeouts,
+    /// `max_connections`: open client connections before idle ones are
+    /// closed to make room; `None` derives it from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+}
+
+/// `ccproxy.mitm.durability`: what an engine killed with SIGKILL can lose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Rows wait in memory for at most one batch (100 ms or 1,000 rows).
+    #[default]
+    Batch,
+    /// Every completed flow is fsync'd to the spool before the client gets
+    /// the end of its response; the writer replays the spool.
+    SpoolFirst,
+}
+
+/// `ccproxy.mitm.timeouts`: what a stalled peer may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MitmTimeouts {
+    /// A request head must be complete this long after its first byte
+    /// (after the accept, for a connection's first request); then 408 and close.
+    pub request_head: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    pub idle_keepalive: Duration,
+    /// The CONNECT peek and the TLS accept of an intercepted tunnel.
+    pub handshake: Duration,
+    /// A streaming upstream body that sends no byte for this long fails with `timeout`.
+    pub upstream_idle: Duration,
+}
+
+impl Default for MitmTimeouts {
+    fn default() -> Self {
+        Self {
+            request_head: Duration::from_secs(30),
+            idle_keepalive: Duration::from_secs(300),
+            handshake: Duration::from_secs(10),
+            upstream_idle: Duration::from_secs(600),
+        }
+    }
 }
 
 /// `ccproxy.litellm`: the gateway child process.
@@ -112,10 +257,15 @@ impl Default for MitmConfig {
             database_url: None,
             buffer_size: 1000,
             redact_headers: Vec::new(),
+            redact_query: Vec::new(),
             spool_max_bytes: 1 << 30,
             retention: None,
             upstream_ca: None,
             ssl_insecure: false,
+            durability: Durability::Batch,
+            proxy_auth: false,
+            timeouts: MitmTimeouts::default(),
+            max_connections: None,
         }
     }
 }
@@ -148,6 +298,41 @@ impl Config {
         Self::load_with(overrides, &|k| std::env::var(k).ok())
     }
 
+    /// For commands that must work even when the file is broken (`stop`):
+    /// the full configuration, or, when the file cannot be read or parsed,
+    /// the defaults for the same home together with the error (so the
+    /// caller can say it is using them). Pid files and sockets are located
+    /// from the home alone.
+    pub fn load_or_defaults(
+        overrides: &Overrides,
+    ) -> Result<(Self, Option<ConfigError>), ConfigError> {
+        match Self::load(overrides) {
+            Ok(cfg) => Ok((cfg, None)),
+            Err(
+                e @ (ConfigError::Invalid { .. }
+                | ConfigError::Read { .. }
+                | ConfigError::Override { .. }),
+            ) => {
+                let bare = Overrides {
+                    config: Some(PathBuf::from("/dev/null")),
+                    ..overrides.clone()
+                };
+                let mut cfg = Self::load_with(&bare, &|k| {
+                    // Only where things are, never the values that failed.
+                    (k == "CCPROXY_HOME" || k == "HOME")
+                        .then(|| std::env::var(k).ok())
+                        .flatten()
+                })?;
+                cfg.config_path = overrides
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| cfg.home.join("ccproxy.yaml"));
+                Ok((cfg, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Load with an injected environment (tests pass a table).
     pub fn load_with(
         overrides: &Overrides,
@@ -168,13 +353,19 @@ impl Config {
             .config
             .clone()
             .unwrap_or_else(|| home.join("ccproxy.yaml"));
-        let file = match std::fs::read_to_string(&config_path) {
+        let file = match read_bounded(&config_path) {
             Ok(text) => parse_file(&text).map_err(|message| ConfigError::Invalid {
                 path: config_path.clone(),
                 message,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && overrides.config.is_none() => {
                 FileConfig::default()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ConfigError::Invalid {
+                    path: config_path,
+                    message: e.to_string(),
+                })
             }
             Err(source) => {
                 return Err(ConfigError::Read {
@@ -204,6 +395,7 @@ impl Config {
         let m = ccp.mitm.unwrap_or_default();
         let gw = ccp.litellm.unwrap_or_default();
         let listen = file.litellm.unwrap_or_default();
+        let identity = ccp.identity.unwrap_or_default();
         let resolve = |p: PathBuf| if p.is_relative() { home.join(p) } else { p };
         let mitm = MitmConfig {
             enabled: m.enabled.unwrap_or(d.enabled),
@@ -231,10 +423,20 @@ impl Config {
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            redact_query: m
+                .redact_query
+                .unwrap_or_default()
+                .into_iter()
+                .map(|q| q.to_ascii_lowercase())
+                .collect(),
             spool_max_bytes: m.spool_max_bytes.unwrap_or(d.spool_max_bytes),
             retention: m.retention.map(|r| r.0),
             upstream_ca: m.upstream_ca.map(resolve),
             ssl_insecure: m.ssl_insecure.unwrap_or(false),
+            durability: m.durability.unwrap_or_default(),
+            proxy_auth: m.proxy_auth.unwrap_or(false),
+            timeouts: m.timeouts.map_or(d.timeouts, |t| t.resolve(d.timeouts)),
+            max_connections: m.max_connections.map(|n| n.0),
         };
         let defaults = ListenConfig::default();
         Self {
@@ -249,6 +451,17 @@ impl Config {
                 host: listen.host.unwrap_or(defaults.host),
                 port: listen.port.map_or(defaults.port, |p| p.0),
             },
+            identity: IdentityConfig {
+                host: identity.host,
+                user: identity.user,
+            },
+            prices: ccp.prices.map(resolve),
+            otel: ccp.otel.map(|o| OtelConfig {
+                endpoint: o.endpoint.unwrap_or_default(),
+                protocol: o.protocol.map_or(OtelProtocol::Protobuf, |p| p.0),
+                headers: o.headers.unwrap_or_default().into_iter().collect(),
+                capture_content: o.capture_content.unwrap_or(false),
+            }),
             home,
             config_path,
         }
@@ -274,6 +487,7 @@ impl Config {
                 )
             })?;
         }
+        self.apply_otel_env(env)?;
         for name in ["CCPROXY_DATABASE_URL", "DATABASE_URL"] {
             if let Some(v) = env(name).filter(|v| !v.is_empty()) {
                 self.mitm.database_url = Some(v);
@@ -284,10 +498,60 @@ impl Config {
     }
 }
 
+/// Check a configuration text the way `load` does (shape, types, values)
+/// without touching the environment or the disk: the entry point of the
+/// config fuzz target and property test.
+pub fn check_text(text: &str) -> Result<(), String> {
+    parse_file(text).map(|_| ())
+}
+
+impl Config {
+    /// The `OTEL_EXPORTER_OTLP_*` variables (the traces-specific ones first) win over the file.
+    fn apply_otel_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |names: [&'static str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+        };
+        let bad = |name: &str, message: String| ConfigError::Override {
+            name: name.into(),
+            message,
+        };
+        let traces = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|v| !v.trim().is_empty());
+        let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty());
+        if let Some(url) = traces.or(base) {
+            self.otel.get_or_insert_with(OtelConfig::default).endpoint = url;
+        }
+        let Some(otel) = self.otel.as_mut() else {
+            return Ok(());
+        };
+        if let Some((name, v)) = get([
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ]) {
+            otel.protocol = OtelProtocol::parse(&v).map_err(|m| bad(name, m))?;
+        }
+        if let Some((name, v)) = get([
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ]) {
+            for (k, val) in parse_otel_headers(&v).map_err(|m| bad(name, m))? {
+                otel.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&k));
+                otel.headers.push((k, val));
+            }
+        }
+        if otel.endpoint.trim().is_empty() {
+            self.otel = None;
+        }
+        Ok(())
+    }
+}
+
 fn parse_file(text: &str) -> Result<FileConfig, String> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
+    prescan(text)?;
     serde_yaml::from_str::<Option<FileConfig>>(text)
         .map(Option::unwrap_or_default)
         .map_err(|e| {
@@ -352,6 +616,38 @@ struct FileCcproxy {
     mitm: Option<FileMitm>,
     upstream: Option<UrlValue>,
     litellm: Option<FileGateway>,
+    identity: Option<FileIdentity>,
+    prices: Option<PathBuf>,
+    otel: Option<FileOtel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOtel {
+    endpoint: Option<String>,
+    protocol: Option<ProtocolValue>,
+    headers: Option<BTreeMap<String, String>>,
+    capture_content: Option<bool>,
+}
+
+/// `http/protobuf` or `http/json`, checked while parsing so the error names the line.
+#[derive(Debug)]
+struct ProtocolValue(OtelProtocol);
+
+impl<'de> Deserialize<'de> for ProtocolValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OtelProtocol::parse(&s)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    host: Option<String>,
+    user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,10 +665,35 @@ struct FileMitm {
     database_url: Option<String>,
     buffer_size: Option<NonZero>,
     redact_headers: Option<Vec<String>>,
+    redact_query: Option<Vec<String>>,
     spool_max_bytes: Option<u64>,
     retention: Option<DurationValue>,
     upstream_ca: Option<PathBuf>,
     ssl_insecure: Option<bool>,
+    durability: Option<Durability>,
+    proxy_auth: Option<bool>,
+    timeouts: Option<FileTimeouts>,
+    max_connections: Option<NonZero>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    request_head: Option<PositiveDuration>,
+    idle_keepalive: Option<PositiveDuration>,
+    handshake: Option<PositiveDuration>,
+    upstream_idle: Option<PositiveDuration>,
+}
+
+impl FileTimeouts {
+    fn resolve(self, d: MitmTimeouts) -> MitmTimeouts {
+        MitmTimeouts {
+            request_head: self.request_head.map_or(d.request_head, |v| v.0),
+            idle_keepalive: self.idle_keepalive.map_or(d.idle_keepalive, |v| v.0),
+            handshake: self.handshake.map_or(d.handshake, |v| v.0),
+            upstream_idle: self.upstream_idle.map_or(d.upstream_idle, |v| v.0),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -428,11 +749,19 @@ validated!(PortValue, u16, u64, |p| match u16::try_from(p) {
 });
 validated!(NonZero, usize, usize, |n| if n == 0 {
     Err("must be at least 1".to_string())
+} else if n > MAX_BUFFER_SIZE {
+    Err(format!("must be at most {MAX_BUFFER_SIZE}"))
 } else {
     Ok(n)
 });
 validated!(UrlValue, String, String, |s| validate_url(&s));
 validated!(DurationValue, Duration, String, |s| { parse_duration(&s) });
+validated!(PositiveDuration, Duration, String, |s| {
+    match parse_duration(&s) {
+        Ok(d) if d.is_zero() => Err(format!("`{s}` must be longer than zero, e.g. 30s")),
+        other => other,
+    }
+});
 
 /// Parse `30d`, `12h`, `90m`, `1h30m` and friends (config values and CLI flags).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -452,6 +781,207 @@ impl fmt::Display for Config {
             self.home.display()
         )
     }
+}
+
+// ---- what is read before serde sees it: size, nesting, aliases, tags ----
+
+/// The largest configuration file read (`--config /dev/zero` ends here).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The deepest nesting (block indentation plus flow brackets) accepted; the
+/// real schema is 4 deep. Deeper YAML is refused before the parser, whose
+/// time grows with the square of the depth.
+pub const MAX_CONFIG_DEPTH: usize = 64;
+/// The most aliases (`*name`) a file may use: each one can expand a whole
+/// anchored subtree, so a few hundred kilobytes could otherwise become
+/// gigabytes.
+pub const MAX_CONFIG_ALIASES: usize = 64;
+/// Largest `buffer_size` (rows queued for the store); the queue is allocated
+/// lazily, but a channel this large is a typo, not a setting.
+pub const MAX_BUFFER_SIZE: usize = 1_000_000;
+/// Tags the YAML core schema defines; any other `!tag` is refused.
+const CORE_TAGS: &[&str] = &[
+    "!!str", "!!int", "!!float", "!!bool", "!!null", "!!seq", "!!map",
+];
+
+/// Read at most [`MAX_CONFIG_BYTES`] of a file as UTF-8; more, or bytes that
+/// are not UTF-8, is `InvalidData` with a message for the user.
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "is a directory, not a YAML file",
+        ));
+    }
+    let mut data = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB; a ccproxy configuration is a few lines of YAML",
+                MAX_CONFIG_BYTES / 1024
+            ),
+        ));
+    }
+    String::from_utf8(data).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "not UTF-8 text (bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// One linear pass over the text that refuses, with the line, what would
+/// make the YAML parser slow or the document huge: nesting deeper than
+/// [`MAX_CONFIG_DEPTH`], more than [`MAX_CONFIG_ALIASES`] aliases, and tags
+/// outside the core schema (serde would ignore them silently). It knows
+/// quotes, comments, flow brackets and block scalars; anything it cannot
+/// judge is left to the parser, which reports the real syntax error.
+fn prescan(text: &str) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut quote = Quote::None;
+    let mut flow = 0usize;
+    let mut block: Vec<usize> = Vec::new();
+    let mut block_scalar: Option<usize> = None;
+    let mut aliases = 0usize;
+    let too_deep = |line: usize| {
+        format!("nested deeper than {MAX_CONFIG_DEPTH} levels at line {line}; flatten the file")
+    };
+    for (n, line) in text.split('\n').enumerate() {
+        let line_no = n + 1;
+        let chars: Vec<char> = line.chars().collect();
+        let indent = chars.iter().take_while(|c| **c == ' ').count();
+        let content = chars[indent..].iter().collect::<String>();
+        let content = content.trim_end();
+        if let Some(parent) = block_scalar {
+            if content.is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut i = indent;
+        if quote == Quote::None && flow == 0 {
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            while block.last().is_some_and(|&top| top >= indent) {
+                block.pop();
+            }
+            block.push(indent);
+            // `- - - x`: every dash opens one more level on the same line.
+            while chars.get(i) == Some(&'-') && chars.get(i + 1).is_none_or(|c| c.is_whitespace()) {
+                i += 1;
+                while chars.get(i) == Some(&' ') {
+                    i += 1;
+                }
+                block.push(i);
+                if block.len() > MAX_CONFIG_DEPTH {
+                    return Err(too_deep(line_no));
+                }
+            }
+            if block.len() + flow > MAX_CONFIG_DEPTH {
+                return Err(too_deep(line_no));
+            }
+        }
+        let mut node_start = quote == Quote::None;
+        while i < chars.len() {
+            let c = chars[i];
+            match quote {
+                Quote::Double => {
+                    match c {
+                        '\\' => i += 1,
+                        '"' => quote = Quote::None,
+                        _ => {}
+                    }
+                    i += 1;
+                    continue;
+                }
+                Quote::Single => {
+                    if c == '\'' {
+                        if chars.get(i + 1) == Some(&'\'') {
+                            i += 1;
+                        } else {
+                            quote = Quote::None;
+                        }
+                    }
+                    i += 1;
+                    continue;
+                }
+                Quote::None => {}
+            }
+            let next_blank = chars.get(i + 1).is_none_or(|c| c.is_whitespace());
+            match c {
+                ' ' | '\t' => {}
+                '#' if i == 0 || chars[i - 1].is_whitespace() => break,
+                '"' if node_start => {
+                    quote = Quote::Double;
+                    node_start = false;
+                }
+                '\'' if node_start => {
+                    quote = Quote::Single;
+                    node_start = false;
+                }
+                '[' | '{' if node_start || flow > 0 => {
+                    flow += 1;
+                    if block.len() + flow > MAX_CONFIG_DEPTH {
+                        return Err(too_deep(line_no));
+                    }
+                    node_start = true;
+                }
+                ']' | '}' if flow > 0 => {
+                    flow -= 1;
+                    node_start = false;
+                }
+                ',' if flow > 0 => node_start = true,
+                ':' if next_blank || flow > 0 => node_start = true,
+                '-' | '?' if node_start && next_blank => {}
+                '|' | '>' if node_start && flow == 0 => {
+                    block_scalar = Some(indent);
+                    break;
+                }
+                '!' | '&' | '*' if node_start => {
+                    let start = i;
+                    while chars
+                        .get(i + 1)
+                        .is_some_and(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                    {
+                        i += 1;
+                    }
+                    let token: String = chars[start..=i].iter().collect();
+                    match c {
+                        '!' if !CORE_TAGS.contains(&token.as_str()) => {
+                            return Err(format!(
+                                "unknown tag `{token}` at line {line_no}; remove it (ccproxy reads plain YAML)"
+                            ));
+                        }
+                        '*' => {
+                            aliases += 1;
+                            if aliases > MAX_CONFIG_ALIASES {
+                                return Err(format!(
+                                    "more than {MAX_CONFIG_ALIASES} aliases (`*name`) at line {line_no}; write the values out"
+                                ));
+                            }
+                            node_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => node_start = false,
+            }
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -690,6 +1220,83 @@ litellm:
         assert!(cfg.home.is_absolute(), "{}", cfg.home.display());
         assert!(cfg.home.ends_with("some/relative/home"));
         assert!(cfg.config_path.starts_with(&cfg.home));
+    }
+
+    #[test]
+    fn prescan_refuses_what_would_explode_and_keeps_the_rest() {
+        let refused: &[(&str, &str)] = &[
+            (
+                &format!("a: {}1{}", "[".repeat(65), "]".repeat(65)),
+                "nested deeper",
+            ),
+            (&format!("a:\n  {}x\n", "- ".repeat(70)), "nested deeper"),
+            (
+                &format!("a: &a [x]\nb: [{}]\n", vec!["*a"; 65].join(", ")),
+                "aliases",
+            ),
+            ("a: !foo 1\n", "unknown tag `!foo` at line 1"),
+            ("a:\n  - !<tag:yaml.org,2002:str> x\n", "unknown tag"),
+        ];
+        for (text, needle) in refused {
+            let err = prescan(text).expect_err(text);
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let kept = [
+            "a: \"*not an alias\" # and ! not a tag\n",
+            "a: 'it''s *fine* !'\n",
+            "a: |\n  [[[[ !x *y &z\n   - - - -\nb: 1\n",
+            "a: !!str 1\nb: &x 2\nc: *x\n",
+            "cmd: ls *.py -l\nurl: http://h/!x\n",
+            &format!("a: {}1{}", "[".repeat(60), "]".repeat(60)),
+        ];
+        for text in kept {
+            assert_eq!(prescan(text), Ok(()), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_connection_cap() {
+        let cfg = load(None, &[], Overrides::default()).expect("load");
+        assert_eq!(cfg.mitm.timeouts, MitmTimeouts::default());
+        assert_eq!(cfg.mitm.max_connections, None);
+        let yaml = "ccproxy:\n  mitm:\n    max_connections: 100\n    timeouts:\n      request_head: 500ms\n      upstream_idle: 2m\n";
+        let cfg = load(Some(yaml), &[], Overrides::default()).expect("load");
+        assert_eq!(cfg.mitm.max_connections, Some(100));
+        assert_eq!(cfg.mitm.timeouts.request_head, Duration::from_millis(500));
+        assert_eq!(cfg.mitm.timeouts.upstream_idle, Duration::from_secs(120));
+        assert_eq!(cfg.mitm.timeouts.handshake, Duration::from_secs(10));
+        for (yaml, key) in [
+            (
+                "ccproxy:\n  mitm:\n    timeouts:\n      handshake: 0s\n",
+                "handshake",
+            ),
+            ("ccproxy:\n  mitm:\n    timeouts:\n      idle: 1s\n", "idle"),
+            (
+                "ccproxy:\n  mitm:\n    max_connections: 0\n",
+                "max_connections",
+            ),
+        ] {
+            let err = load(Some(yaml), &[], Overrides::default())
+                .expect_err(yaml)
+                .to_string();
+            assert!(err.contains(key) && err.contains("line"), "{err}");
+        }
+    }
+
+    #[test]
+    fn stop_falls_back_to_defaults_for_a_broken_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("ccproxy.yaml"), "ccproxy: [\n").expect("write");
+        let ov = Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&ov).is_err());
+        let (cfg, err) = Config::load_or_defaults(&ov).expect("defaults");
+        assert!(err.is_some());
+        assert_eq!(cfg.home, dir.path());
+        assert_eq!(cfg.config_path, dir.path().join("ccproxy.yaml"));
+        assert_eq!(cfg.mitm.port, MitmConfig::default().port);
     }
 
     #[test]

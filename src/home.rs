@@ -69,6 +69,11 @@ impl Home {
         }
     }
 
+    /// `<home>/proxy.token`: the `proxy_auth` token (0600).
+    pub fn proxy_token(&self) -> PathBuf {
+        self.root.join("proxy.token")
+    }
+
     /// `<home>` itself.
     pub fn root(&self) -> &Path {
         &self.root
@@ -168,6 +173,32 @@ pub fn routing_env(forward: SocketAddr, ca: &CaFiles) -> Vec<(String, String)> {
         env.push((name.to_string(), bundle.clone()));
     }
     env
+}
+
+/// The user name put in proxy URLs with the `proxy_auth` token as password.
+pub const PROXY_USER: &str = "ccproxy";
+
+/// `proxy_auth`: the variables of [`routing_env`] / [`client_env`] carrying
+/// the token — as the password of the proxy URLs
+/// (`http://ccproxy:<token>@127.0.0.1:8081`) and as the first path segment of
+/// the base URLs we set (`http://127.0.0.1:4000/<token>`).
+pub fn add_proxy_token(env: &mut [(String, String)], token: &str) {
+    for (name, value) in env.iter_mut() {
+        match name.as_str() {
+            "HTTPS_PROXY" | "HTTP_PROXY" | "https_proxy" | "http_proxy" => {
+                if let Some(rest) = value.strip_prefix("http://") {
+                    *value = format!("http://{PROXY_USER}:{token}@{rest}");
+                }
+            }
+            "ANTHROPIC_BASE_URL" => *value = format!("{value}/{token}"),
+            "OPENAI_BASE_URL" | "OPENAI_API_BASE" => {
+                if let Some(base) = value.strip_suffix("/v1") {
+                    *value = format!("{base}/{token}/v1");
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// [`routing_env`] plus what a client started by `ccproxy run` needs: base

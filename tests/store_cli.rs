@@ -60,7 +60,8 @@ fn db_commands_run_the_managed_cluster_and_psql_accepts_its_url() {
     let home = temp_home();
     let _stop = StopOnDrop(home.path());
     let out = ok(&ccproxy(home.path(), &["db", "migrate"]));
-    assert!(out.contains("applied 1 migration"), "{out}");
+    let all = format!("applied {} migration", migrate::MIGRATIONS.len());
+    assert!(out.contains(&all), "{out}");
     let out = ok(&ccproxy(home.path(), &["db", "migrate"]));
     assert!(out.contains("applied 0 migration"), "{out}");
     let url = ok(&ccproxy(home.path(), &["db", "url"])).trim().to_string();
@@ -73,7 +74,7 @@ fn db_commands_run_the_managed_cluster_and_psql_accepts_its_url() {
     let pg = home.path().join("pg");
     for needle in [
         format!("managed cluster in {}", pg.display()),
-        "schema:   version 1 (current)".to_string(),
+        format!("schema:   version {} (current)", migrate::latest_version()),
         "rows:     0".to_string(),
         "PostgreSQL".to_string(),
     ] {
@@ -111,13 +112,19 @@ fn a_home_the_server_user_cannot_enter_gets_a_keyed_cluster_elsewhere() {
         .expect("tempdir");
     let _stop = StopOnDrop(home.path());
     let status = ok(&ccproxy(home.path(), &["db", "status"]));
+    // Under root's own 0711 directory, so no other user can plant a symlink there.
     assert!(
-        status.contains("managed cluster in /var/tmp/ccproxy-pg-"),
+        status.contains("managed cluster in /var/lib/ccproxy/pg-"),
         "{status}"
     );
     assert!(status.contains("cannot enter"), "{status}");
     let url = ok(&ccproxy(home.path(), &["db", "url"])).trim().to_string();
-    assert!(url.contains("host=/var/tmp/ccproxy-pg-"), "{url}");
+    assert!(url.contains("host=/var/lib/ccproxy/pg-"), "{url}");
+    let parent = std::fs::symlink_metadata("/var/lib/ccproxy").expect("parent");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&parent.permissions()) & 0o777,
+        0o711
+    );
     let again = managed::locate(home.path()).expect("locate");
     assert!(url.contains(&again.cluster_dir.display().to_string()));
     psql(&url, "SELECT 1");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ccproxy::flow::Flow;
-use ccproxy::store::spool::{list_segments, Spool, MAGIC};
+use ccproxy::store::spool::{list_segments, Spool, MAGIC, SYNC};
 use ccproxy::store::{self, StorageState, Store, StoreStats};
 use common::db::{config, fresh_db, own_cluster, sample_flow, temp_home};
 
@@ -148,7 +148,7 @@ async fn a_full_spool_drops_and_counts_without_blocking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_segment_is_skipped_and_later_ones_replay() {
+async fn a_flipped_bit_in_the_middle_record_costs_that_record_only() {
     let db = fresh_db().await;
     let home = temp_home();
     let dir = home.path().join("spool");
@@ -164,7 +164,13 @@ async fn a_corrupt_segment_is_skipped_and_later_ones_replay() {
     assert_eq!(segments.len(), 3);
     let bad = &segments[1].1;
     let mut bytes = std::fs::read(bad).expect("read");
-    bytes[MAGIC.len() + 40] ^= 0x55;
+    // Record starts: every SYNC marker after the segment header.
+    let starts: Vec<usize> = (MAGIC.len()..bytes.len() - SYNC.len())
+        .filter(|&i| bytes[i..i + SYNC.len()] == SYNC)
+        .collect();
+    assert_eq!(starts.len(), 10);
+    let middle = starts[5].midpoint(starts[6]);
+    bytes[middle] ^= 0x08;
     std::fs::write(bad, bytes).expect("write");
 
     let store = Store::open(&config(home.path(), Some(&db.url)))
@@ -172,14 +178,15 @@ async fn a_corrupt_segment_is_skipped_and_later_ones_replay() {
         .expect("open");
     wait_for(&store, "the spool replayed", |s| s.spool_bytes == 0).await;
     let s = store.stats();
-    let err = s.last_error.clone().unwrap_or_default();
+    let err = s.spool_error.clone().unwrap_or_default();
     let bad_name = bad.file_name().expect("name").to_string_lossy().to_string();
-    assert!(err.contains(&bad_name) && err.contains("corrupt"), "{err}");
-    assert_eq!(s.replayed, 20, "{s:?}");
+    assert!(err.contains(&bad_name) && err.contains("damaged"), "{err}");
+    assert_eq!((s.replayed, s.dropped), (29, 1), "{s:?}");
+    assert!(s.last_error.is_none(), "{s:?}");
     store.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(count(&db.url).await, 20);
+    assert_eq!(count(&db.url).await, 29);
     let c = store::connect(&db.url).await.expect("connect");
-    for f in flows[..10].iter().chain(&flows[20..]) {
+    for (i, f) in flows.iter().enumerate() {
         let n: i64 = c
             .query_one(
                 r#"SELECT count(*) FROM "CCProxy_HttpTraces" WHERE trace_id = $1"#,
@@ -188,9 +195,86 @@ async fn a_corrupt_segment_is_skipped_and_later_ones_replay() {
             .await
             .expect("q")
             .get(0);
-        assert_eq!(n, 1, "flow {} missing", f.id);
+        assert_eq!(n, i64::from(i != 15), "flow {i}");
     }
     assert!(bad.with_extension("corrupt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_error_is_kept_beside_the_database_error() {
+    let home = temp_home();
+    let spool = home.path().join("spool");
+    std::fs::create_dir_all(&spool).expect("mkdir");
+    let down = config(
+        home.path(),
+        Some("postgresql:///nope?host=/nonexistent-ccproxy-socket&user=postgres"),
+    );
+    let store = Store::open(&down).await.expect("open");
+    // The spool cannot take files any more: its directory became a file's name.
+    std::fs::remove_dir_all(&spool).expect("rm");
+    std::fs::write(&spool, b"not a directory").expect("plant");
+    let sink = store.sink();
+    for i in 0..20 {
+        sink.submit(Arc::new(sample_flow(i)));
+    }
+    wait_for(&store, "rows dropped", |s| s.dropped == 20).await;
+    // The database keeps failing (and says so) for a while; the spool error stays.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = store.stats();
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("database")),
+        "{s:?}"
+    );
+    assert!(
+        s.spool_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot write the spool")),
+        "{s:?}"
+    );
+    store.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Segments written by earlier releases (the fixtures) replay after an upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_of_earlier_releases_replay() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spool");
+    let db = fresh_db().await;
+    let home = temp_home();
+    let dir = home.path().join("spool");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut want = Vec::new();
+    for (i, name) in ["v1-5-flows", "v2-5-flows"].iter().enumerate() {
+        let seg = fixtures.join(format!("{name}.seg"));
+        let parsed = ccproxy::store::spool::read_segment(&seg).expect("read fixture");
+        assert_eq!((parsed.flows.len(), parsed.skipped), (5, 0), "{name}");
+        std::fs::copy(&seg, dir.join(format!("{:020}.seg", i + 1))).expect("copy");
+        let ids = std::fs::read_to_string(fixtures.join(format!("{name}.ids"))).expect("ids");
+        want.extend(ids.lines().map(str::to_string));
+        let got: Vec<String> = parsed.flows.iter().map(|f| f.id.to_string()).collect();
+        assert_eq!(got, ids.lines().collect::<Vec<_>>());
+    }
+    let store = Store::open(&config(home.path(), Some(&db.url)))
+        .await
+        .expect("open");
+    wait_for(&store, "the fixtures replayed", |s| s.replayed == 10).await;
+    store.shutdown(Duration::from_secs(10)).await;
+    let c = store::connect(&db.url).await.expect("connect");
+    let rows = c
+        .query(
+            r#"SELECT trace_id, host FROM "CCProxy_HttpTraces" ORDER BY trace_id"#,
+            &[],
+        )
+        .await
+        .expect("q");
+    let mut got: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(rows
+        .iter()
+        .all(|r| r.get::<_, String>(1) == "api.anthropic.com"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,9 @@ async fn a_thousand_flows_land_exactly_once_with_every_field() {
             .await
             .expect("row");
         let mut got = row::from_row(&r).expect("decode");
+        // Read back, an LLM row carries its analysis again; the fields are compared without it.
+        assert!(got.llm.is_some(), "flow {i}: the read-back analysis");
+        got.llm = None;
         got.request_headers.sort();
         got.response_headers.sort();
         assert_eq!(got, normalized(want), "flow {i}");
@@ -120,7 +123,10 @@ async fn migrations_are_idempotent_and_recorded() {
     let db = fresh_db().await;
     let mut c = store::connect(&db.url).await.expect("connect");
     assert_eq!(migrate::current_version(&c).await.expect("v"), None);
-    assert_eq!(migrate::migrate(&mut c).await.expect("first"), 1);
+    assert_eq!(
+        migrate::migrate(&mut c).await.expect("first"),
+        migrate::MIGRATIONS.len()
+    );
     assert_eq!(migrate::migrate(&mut c).await.expect("second"), 0);
     assert_eq!(
         migrate::current_version(&c).await.expect("v"),
@@ -134,7 +140,7 @@ async fn migrations_are_idempotent_and_recorded() {
         .await
         .expect("indexes")
         .get(0);
-    assert_eq!(indexes, 5);
+    assert_eq!(indexes, 6, "the seed's five and capture_host");
 }
 
 #[tokio::test]
@@ -152,7 +158,7 @@ async fn concurrent_migrations_do_not_collide() {
         .into_iter()
         .map(|r| r.expect("join"))
         .sum();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, migrate::MIGRATIONS.len());
 }
 
 /// The table the Python original made (seed columns only) is adopted and upgraded.
@@ -319,4 +325,118 @@ async fn rows_the_database_refuses_are_isolated_dropped_and_counted() {
         .expect("teapots")
         .get(0);
     assert_eq!(teapots, 0);
+}
+
+/// A streamed Responses call through the writer: every LLM column is filled
+/// from the one analysis; `db backfill` fills older rows; `stats` adds up.
+#[tokio::test]
+async fn llm_columns_backfill_and_stats() {
+    let db = fresh_db().await;
+    let mut client = store::connect(&db.url).await.expect("connect");
+    migrate::migrate(&mut client).await.expect("migrate");
+    let mut f = Flow::new(
+        ccproxy::flow::Direction::Reverse,
+        "POST",
+        "http://127.0.0.1:4000/v1/responses",
+        "127.0.0.1",
+        "/v1/responses",
+    );
+    f.traffic_type = ccproxy::flow::TrafficType::Llm;
+    f.end_time = Some(f.start_time);
+    f.duration_ms = Some(1200.0);
+    f.status_code = Some(200);
+    f.request_body = bytes::Bytes::from_static(br#"{"model":"gpt-5","stream":true,"input":"hi"}"#);
+    f.response_content_type = Some("text/event-stream".into());
+    f.response_body = bytes::Bytes::from_static(concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5-2025-08-07\"}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"delta\":\"Hi\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-5-2025-08-07\",\"status\":\"completed\",\"output\":[],",
+        "\"usage\":{\"input_tokens\":2000,\"input_tokens_details\":{\"cached_tokens\":1500},\"output_tokens\":400,\"output_tokens_details\":{\"reasoning_tokens\":256}}}}\n\n",
+    ).as_bytes());
+    f.response_frames = vec![
+        ccproxy::llm::FrameTime {
+            offset: 0,
+            elapsed_ms: 300.0,
+        },
+        ccproxy::llm::FrameTime {
+            offset: 100,
+            elapsed_ms: 700.0,
+        },
+    ];
+    let a = ccproxy::llm::analyze_timed(&f, ccproxy::llm::PriceTable::shared(), &f.response_frames)
+        .expect("llm");
+    f.llm = Some(Arc::new(a));
+    let (client, n) = store::writer::copy_flows(client, &[Arc::new(f.clone())])
+        .await
+        .expect("copy");
+    assert_eq!(n, 1);
+    let r = client
+        .query_one(
+            r#"SELECT api, model, response_model, stop_reason, input_tokens, output_tokens, cache_read_tokens,
+                      reasoning_tokens, ttft_ms, cost_usd, llm_version FROM "CCProxy_HttpTraces""#,
+            &[],
+        )
+        .await
+        .expect("row");
+    assert_eq!(
+        r.get::<_, Option<String>>(0).as_deref(),
+        Some("openai.responses")
+    );
+    assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("gpt-5"));
+    assert_eq!(
+        r.get::<_, Option<String>>(2).as_deref(),
+        Some("gpt-5-2025-08-07")
+    );
+    assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("completed"));
+    assert_eq!(r.get::<_, Option<i32>>(4), Some(500));
+    assert_eq!(r.get::<_, Option<i32>>(5), Some(400));
+    assert_eq!(r.get::<_, Option<i32>>(6), Some(1500));
+    assert_eq!(r.get::<_, Option<i32>>(7), Some(256));
+    assert_eq!(
+        r.get::<_, Option<f64>>(8),
+        Some(700.0),
+        "the first content delta's frame"
+    );
+    let cost = r.get::<_, Option<f64>>(9).expect("cost");
+    assert!((cost - (500.0 * 1.25 + 1500.0 * 0.125 + 400.0 * 10.0) / 1e6).abs() < 1e-12);
+
+    // An older row (as stored before the columns existed) is filled by backfill.
+    client
+        .batch_execute(r#"UPDATE "CCProxy_HttpTraces" SET api = NULL, input_tokens = NULL, cost_usd = NULL, llm_version = NULL"#)
+        .await
+        .expect("age the row");
+    let mut client = client;
+    let done = store::llm::backfill(&mut client, ccproxy::llm::PriceTable::shared())
+        .await
+        .expect("backfill");
+    assert_eq!((done.rows, done.llm), (1, 1));
+    let r = client
+        .query_one(
+            r#"SELECT api, input_tokens, cost_usd FROM "CCProxy_HttpTraces""#,
+            &[],
+        )
+        .await
+        .expect("row");
+    assert_eq!(
+        r.get::<_, Option<String>>(0).as_deref(),
+        Some("openai.responses")
+    );
+    assert_eq!(r.get::<_, Option<i32>>(1), Some(500));
+    assert!(r.get::<_, Option<f64>>(2).is_some());
+
+    let rows = store::llm::stats(&client, None, Some(store::llm::GroupBy::Model), None)
+        .await
+        .expect("stats");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].key.as_deref(), Some("gpt-5"));
+    assert_eq!(
+        (
+            rows[0].requests,
+            rows[0].input_tokens,
+            rows[0].cache_read_tokens
+        ),
+        (1, 500, 1500)
+    );
+    let hit = rows[0].cache_hit_rate.expect("rate");
+    assert!((hit - 0.75).abs() < 1e-12);
 }

@@ -37,6 +37,31 @@ fn is_llm(host: &str, path: &str, llm_hosts: &[String]) -> bool {
         || BUILTIN_LLM_HOSTS.contains(&host)
         || host.contains("bedrock")
         || (is_azure(host) && path.to_ascii_lowercase().contains("/openai"))
+        || is_llm_api_path(path)
+}
+
+/// The known LLM API paths: a request to one of them is `llm` whatever the
+/// host, so a gateway's client-facing leg on localhost counts too.
+pub fn is_llm_api_path(path: &str) -> bool {
+    let p = path.split('?').next().unwrap_or("").to_ascii_lowercase();
+    const SUFFIXES: &[&str] = &[
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/chat/completions",
+        "/v1/completions",
+        "/v1/responses",
+        "/v1/embeddings",
+    ];
+    const BEDROCK: &[&str] = &[
+        "/invoke",
+        "/invoke-with-response-stream",
+        "/converse",
+        "/converse-stream",
+    ];
+    SUFFIXES.iter().any(|s| p.ends_with(s))
+        || (p.contains("/model/") && BEDROCK.iter().any(|s| p.ends_with(s)))
+        || p.contains(":generatecontent")
+        || p.contains(":streamgeneratecontent")
 }
 
 fn is_azure(host: &str) -> bool {
@@ -111,8 +136,18 @@ mod tests {
             // azure.com without /openai is not llm
             ("management.azure.com", "/subscriptions", Web),
             // other: localhost, 127.0.0.1, ::1
-            ("localhost", "/v1/messages", Other),
             ("127.0.0.1", "/health", Other),
+            ("localhost", "/v1/models", Other),
+            // known LLM API paths are llm on any host (a local gateway's client leg)
+            ("localhost", "/v1/messages", Llm),
+            ("127.0.0.1", "/v1/chat/completions?x=1", Llm),
+            ("localhost:4000", "/v1/responses", Llm),
+            ("127.0.0.1", "/chat/completions", Llm),
+            (
+                "localhost",
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                Llm,
+            ),
             ("::1", "/", Other),
         ];
         let llm = defaults();

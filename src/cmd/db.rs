@@ -1,11 +1,11 @@
-//! `ccproxy db migrate|url|status|prune`.
+//! `ccproxy db migrate|url|status|prune|backfill`.
 
 use anyhow::Context as _;
 
 use crate::cli::DbCommand;
 use crate::config::Config;
 use crate::home::Home;
-use crate::store::{self, migrate, StoreError, Target};
+use crate::store::{self, connect, migrate, partition, StoreError, Target};
 
 /// `ccproxy db …`.
 pub async fn db(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
@@ -18,15 +18,12 @@ pub async fn db(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
     if let DbCommand::Status = cmd {
         return status(cfg, &target).await;
     }
-    let mut client = store::connect(&url)
-        .await
-        .map_err(StoreError::Db)
-        .with_context(|| {
-            format!(
-                "cannot connect to {}; check that the server runs and the URL is right",
-                store::redact_url(&url)
-            )
-        })?;
+    let mut client = store::connect(&url).await.with_context(|| {
+        format!(
+            "cannot connect to {}; check that the server runs and the URL is right",
+            store::redact_url(&url)
+        )
+    })?;
     match cmd {
         DbCommand::Migrate => {
             let n = migrate::migrate(&mut client).await?;
@@ -39,6 +36,15 @@ pub async fn db(cfg: &Config, cmd: &DbCommand) -> anyhow::Result<i32> {
             println!(
                 "deleted {n} flow(s) older than {}",
                 humantime::format_duration(args.older_than)
+            );
+        }
+        DbCommand::Backfill => {
+            migrate::migrate(&mut client).await?;
+            let prices = crate::llm::PriceTable::configured(cfg.prices.as_deref())?;
+            let done = store::llm::backfill(&mut client, &prices).await?;
+            println!(
+                "analysed {} row(s): {} LLM/MCP exchange(s) filled in",
+                done.rows, done.llm
             );
         }
         DbCommand::Url | DbCommand::Status => {}
@@ -69,13 +75,25 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
         "spool:    {segments} segment(s), {spool_bytes} bytes in {}",
         spool_dir.display()
     );
-    let client = match store::connect(url).await {
+    let opts = connect::parse(url).map_err(StoreError::Connect)?;
+    let client = match connect::connect_with(&opts).await {
         Ok(c) => c,
         Err(e) => {
-            println!("server:   unreachable ({})", store::describe(&e));
+            println!("server:   unreachable ({e})");
             return Ok(1);
         }
     };
+    let sec = connect::security(&client, &opts).await;
+    match &sec.tls_version {
+        Some(v) if sec.tls => println!(
+            "tls:      yes, {v} to {} (sslmode={})",
+            sec.server, sec.sslmode
+        ),
+        _ => println!(
+            "tls:      no, plain connection to {} (sslmode={})",
+            sec.server, sec.sslmode
+        ),
+    }
     let info = store::server_info(&client).await?;
     println!("server:   PostgreSQL {}, up", info.version);
     match info.schema {
@@ -89,6 +107,26 @@ async fn status(cfg: &Config, target: &Target) -> anyhow::Result<i32> {
     if let Some((rows, size)) = info.table {
         println!("rows:     {rows}");
         println!("size:     {size} (table, indexes and TOAST)");
+        let parts = partition::list(&client).await?;
+        let days: Vec<_> = parts.iter().filter_map(|p| p.day).collect();
+        match (days.first(), days.last()) {
+            (Some(a), Some(b)) => println!(
+                "partitions: {} daily ({a} … {b}){}",
+                days.len(),
+                if parts.len() > days.len() {
+                    " + default"
+                } else {
+                    ""
+                }
+            ),
+            _ => println!("partitions: none (run `ccproxy db migrate`)"),
+        }
+        if let Some((moved, total)) = partition::conversion_progress(&client).await? {
+            println!(
+                "conversion: {moved} of {total} rows moved into partitions; \
+                 `ccproxy db migrate` (or the next engine start) continues it"
+            );
+        }
     }
     Ok(0)
 }

@@ -36,7 +36,7 @@ pub enum ExportError {
 const PAGE: i64 = 5_000;
 
 /// Write `doc` to `path`, or to stdout when `path` is `-`.
-fn write_out(doc: &::har::Har, path: &Path) -> Result<(), HarError> {
+fn write_out(doc: &har::Document, path: &Path) -> Result<(), HarError> {
     if path.as_os_str() != "-" {
         return har::write_har(doc, path);
     }
@@ -98,7 +98,14 @@ pub async fn export(cfg: &Config, args: &ExportArgs) -> anyhow::Result<i32> {
         None => None,
     };
     let reader = Reader::connect(cfg).await?.ok_or(ExportError::NoStorage)?;
-    let flows = read_flows(&reader, since, &keep).await?;
+    let mut flows = read_flows(&reader, since, &keep).await?;
+    if let Some(host) = &args.host {
+        flows.retain(|f| {
+            f.capture_host
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(host))
+        });
+    }
     write_out(&har::to_har(&flows), &args.har)?;
     if args.har.as_os_str() != "-" {
         eprintln!(

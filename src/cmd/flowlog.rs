@@ -1,33 +1,93 @@
-//! The headless flow log of `start --headless` and the detached engine: a
-//! viewer like the TUI (it reads the engine's feed), printing one line per
-//! completed exchange on stderr.
+//! The headless flow log of `start --headless` and the detached engine: one
+//! line per completed exchange on stderr.
+//!
+//! It subscribes to the hub as a quiet viewer (so live body chunks are not
+//! published for it), and lines are formatted and written on a thread of
+//! their own, so a slow terminal or pipe never holds a proxy worker; when
+//! that thread falls behind by more than [`BACKLOG`] flows, the excess is
+//! counted and skipped.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError, TrySendError};
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::capture::sanitize::sanitize;
-use crate::engine::Feed;
-use crate::flow::{Flow, FlowEvent};
+use crate::flow::{Flow, FlowEvent, FlowHub};
 
-/// Print a line for every completed flow until the feed ends (engine shutdown).
-pub fn spawn(mut feed: mpsc::Receiver<Feed>) -> JoinHandle<()> {
+/// Completed flows waiting for the writer thread before new ones are skipped.
+const BACKLOG: usize = 4096;
+
+/// What the writer thread is handed.
+enum Entry {
+    Flow(Arc<Flow>),
+    Skipped(u64),
+}
+
+/// Print a line for every completed flow until `shutdown`.
+pub fn spawn(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
+    let mut quiet = hub.subscribe_quiet();
+    let (tx, lines) = sync_channel::<Entry>(BACKLOG);
+    let writer = std::thread::Builder::new()
+        .name("ccproxy-flow-log".into())
+        .spawn(move || write_lines(&lines));
+    if let Err(e) = writer {
+        tracing::warn!(error = %e, "cannot start the flow log thread; no flow log");
+    }
     tokio::spawn(async move {
-        while let Some(item) = feed.recv().await {
-            match item {
-                Feed::Event(ev) => {
-                    if let FlowEvent::Completed { flow } = &*ev {
-                        eprintln!("{}", line(flow));
-                    }
-                }
-                Feed::Lagged(n) => {
-                    eprintln!("(flow log fell behind: {n} events skipped)");
-                }
-                Feed::Status(_) => {}
+        let mut skipped = 0u64;
+        loop {
+            let ev = tokio::select! {
+                () = shutdown.cancelled() => break,
+                ev = quiet.rx.recv() => ev,
+            };
+            let entry = match ev {
+                Ok(ev) => match &*ev {
+                    FlowEvent::Completed { flow } => Entry::Flow(Arc::clone(flow)),
+                    _ => continue,
+                },
+                Err(RecvError::Lagged(n)) => Entry::Skipped(n),
+                Err(RecvError::Closed) => break,
+            };
+            if skipped > 0 && tx.try_send(Entry::Skipped(skipped)).is_ok() {
+                skipped = 0;
+            }
+            match tx.try_send(entry) {
+                Ok(()) => {}
+                Err(TrySendError::Full(Entry::Skipped(n))) => skipped += n,
+                Err(TrySendError::Full(Entry::Flow(_))) => skipped += 1,
+                Err(TrySendError::Disconnected(_)) => break,
             }
         }
     })
+}
+
+/// The writer thread: format and write until the sender goes away; flush
+/// whenever nothing more is waiting.
+fn write_lines(entries: &Receiver<Entry>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    loop {
+        let entry = match entries.try_recv() {
+            Ok(e) => e,
+            Err(TryRecvError::Empty) => {
+                let _ = out.flush();
+                match entries.recv() {
+                    Ok(e) => e,
+                    Err(_) => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        let _ = match entry {
+            Entry::Flow(flow) => writeln!(out, "{}", line(&flow)),
+            Entry::Skipped(n) => writeln!(out, "(flow log fell behind: {n} events skipped)"),
+        };
+    }
+    let _ = out.flush();
 }
 
 /// One log line: time, traffic type, method, status, host+path, duration, sizes.

@@ -23,14 +23,15 @@ pub fn to_stderr(ansi: bool) {
 /// the file); otherwise for this thread, until the guard drops.
 pub fn to_file(path: &Path) -> Option<tracing::subscriber::DefaultGuard> {
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::engine::create_home(dir);
     }
     let file = Arc::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()?,
+        std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().create(true).append(true),
+            0o600,
+        )
+        .open(path)
+        .ok()?,
     );
     let build = || {
         tracing_subscriber::fmt()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::capture::sanitize::sanitize_log;
 use crate::cli::LogsArgs;
 use crate::config::Config;
 use crate::engine::logtail::last_lines;
@@ -34,7 +35,7 @@ pub async fn logs(cfg: &Config, args: &LogsArgs) -> anyhow::Result<i32> {
         let text = String::from_utf8_lossy(&bytes);
         writeln!(out, "==> {} <==", path.display())?;
         shown = Some(i);
-        out.write_all(last_lines(&text, args.lines).as_bytes())?;
+        out.write_all(sanitize_log(last_lines(&text, args.lines)).as_bytes())?;
         if !text.is_empty() && !text.ends_with('\n') {
             writeln!(out)?;
         }
@@ -66,7 +67,7 @@ async fn follow(
                 writeln!(out, "==> {} <==", path.display())?;
                 last = Some(i);
             }
-            out.write_all(&chunk)?;
+            out.write_all(sanitize_log(&String::from_utf8_lossy(&chunk)).as_bytes())?;
             out.flush()?;
         }
         tokio::select! {
@@ -90,6 +91,12 @@ fn read_from(path: &Path, offset: &mut u64) -> Option<Vec<u8>> {
     file.seek(SeekFrom::Start(*offset)).ok()?;
     let mut buf = Vec::new();
     file.take(len - *offset).read_to_end(&mut buf).ok()?;
+    // A character cut by the writer mid-way is read whole next time.
+    if let Err(e) = std::str::from_utf8(&buf) {
+        if e.error_len().is_none() && buf.len() - e.valid_up_to() < 4 {
+            buf.truncate(e.valid_up_to());
+        }
+    }
     *offset += buf.len() as u64;
-    Some(buf)
+    (!buf.is_empty()).then_some(buf)
 }

@@ -15,7 +15,10 @@ pub mod logging;
 pub mod logs;
 pub mod mitm;
 pub mod run;
+pub mod session;
+pub mod sessions;
 pub mod start;
+pub mod stats;
 pub mod status;
 pub mod stop;
 pub mod tui;
@@ -64,6 +67,24 @@ pub fn load_config(
         port,
         upstream,
     })
+}
+
+/// The configuration for `stop`: a broken file must not keep the engine
+/// running, so the defaults for the same home are used (with a warning).
+pub fn config_for_stop(cli: &Cli) -> Result<Config, ConfigError> {
+    let (cfg, error) = Config::load_or_defaults(&crate::config::Overrides {
+        home: cli.home.clone(),
+        config: cli.config.clone(),
+        port: None,
+        upstream: None,
+    })?;
+    if let Some(e) = error {
+        eprintln!(
+            "ccproxy: {e}; stopping from the pid files in {}",
+            cfg.home.display()
+        );
+    }
+    Ok(cfg)
 }
 
 /// [`load_config`] without flag overrides (most commands).

@@ -110,7 +110,11 @@ pub fn environment(
         return Vec::new();
     };
     let reverse = st.reverse.as_deref().and_then(|a| a.parse().ok());
-    home::client_env(forward, reverse, &ca::locate(cfg), current)
+    let mut env = home::client_env(forward, reverse, &ca::locate(cfg), current);
+    if let Some(token) = crate::engine::proxy_token(cfg) {
+        home::add_proxy_token(&mut env, &token);
+    }
+    env
 }
 
 /// True when our process group is the terminal's foreground group, so keyboard

@@ -64,7 +64,7 @@ pub async fn serve_until_signal(engine: Engine, flow_log: bool) -> anyhow::Resul
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let log = flow_log.then(|| flowlog::spawn(engine.feed()));
+    let log = flow_log.then(|| flowlog::spawn(&engine.hub, engine.shutdown_token()));
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -86,14 +86,15 @@ pub async fn detach(cli: &Cli, cfg: &Config, args: &EngineArgs) -> anyhow::Resul
     if let Liveness::Running(rec) = pidfile::check(&home.engine_lock()) {
         return Err(already_running(&rec).into());
     }
-    std::fs::create_dir_all(home.root())
+    crate::engine::create_home(home.root())
         .with_context(|| format!("cannot create {}", home.root().display()))?;
     let log_path = home.engine_log();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(&log_path)
+    .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_start = log.metadata().map_or(0, |m| m.len());
     let exe = std::env::current_exe().context("cannot find the ccproxy executable")?;
     let mut cmd = std::process::Command::new(exe);
@@ -189,7 +190,7 @@ async fn start_gateway_alone(cfg: &Config, detach: bool) -> anyhow::Result<i32> 
         )
         .into());
     }
-    std::fs::create_dir_all(home.root())
+    crate::engine::create_home(home.root())
         .with_context(|| format!("cannot create {}", home.root().display()))?;
     crate::proxy::bind(&cfg.litellm.host, cfg.litellm.port)
         .await

@@ -146,9 +146,39 @@ fn human_status(cfg: &Config, st: &EngineStatus) -> String {
         "          written {} · queued {} · spooled {} ({} B held) · replayed {} · dropped {}",
         s.written, s.queued, s.spooled, s.spool_bytes, s.replayed, s.dropped
     ));
+    if s.restarts > 0 {
+        out.push(format!(
+            "          managed database restarted {} time(s)",
+            s.restarts
+        ));
+    }
+    if let Some(c) = &s.connection {
+        let tls = match (&c.tls_version, c.tls) {
+            (Some(v), true) => format!("TLS ({v})"),
+            _ => "no TLS".to_string(),
+        };
+        out.push(format!(
+            "          server {} · {tls} · sslmode {}",
+            crate::capture::sanitize::sanitize(&c.server),
+            c.sslmode
+        ));
+    }
+    if let Some(id) = &s.identity {
+        out.push(format!(
+            "          rows recorded as {} / {}",
+            crate::capture::sanitize::sanitize(&id.host),
+            crate::capture::sanitize::sanitize(&id.user)
+        ));
+    }
     if let Some(e) = &s.last_error {
         out.push(format!(
             "          last error: {}",
+            crate::capture::sanitize::sanitize(e)
+        ));
+    }
+    if let Some(e) = &s.spool_error {
+        out.push(format!(
+            "          spool error: {}",
             crate::capture::sanitize::sanitize(e)
         ));
     }

@@ -102,14 +102,12 @@ async fn handle(
     let (read, write) = stream.into_split();
     let mut read = BufReader::new(read);
     let mut write = BufWriter::new(write);
-    let mut line = String::new();
-    let n = tokio::time::timeout(Duration::from_secs(10), read.read_line(&mut line))
+    let cmd = tokio::time::timeout(Duration::from_secs(10), read_request(&mut read))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line"))??;
-    if n == 0 {
+    let Some(cmd) = cmd else {
         return Ok(());
-    }
-    let cmd = serde_json::from_str::<Request>(&line).map(|r| r.cmd);
+    };
     match cmd.as_deref() {
         Ok("status") => {
             let doc = serde_json::to_string(&status()).map_err(io::Error::other)?;
@@ -145,6 +143,36 @@ async fn handle(
             write.flush().await
         }
     }
+}
+
+/// The longest request line a client may send; a longer one is refused
+/// without buffering it (a request is `{"cmd":"subscribe"}`).
+pub const MAX_REQUEST_LINE: u64 = 4096;
+
+/// Read a client's request line, at most [`MAX_REQUEST_LINE`] bytes.
+/// `Ok(None)`: the client closed without a word; `Ok(Some(Err(why)))`: a line
+/// that is not a request (too long, not UTF-8, not `{"cmd":…}`).
+pub async fn read_request<R>(read: &mut R) -> io::Result<Option<Result<String, String>>>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    let mut line = Vec::new();
+    let n = tokio::io::AsyncReadExt::take(&mut *read, MAX_REQUEST_LINE)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') && n as u64 >= MAX_REQUEST_LINE {
+        return Ok(Some(Err(format!(
+            "request line longer than {MAX_REQUEST_LINE} bytes"
+        ))));
+    }
+    Ok(Some(
+        serde_json::from_slice::<Request>(&line)
+            .map(|r| r.cmd)
+            .map_err(|e| e.to_string()),
+    ))
 }
 
 /// One wire line (with its newline) for a feed item.
@@ -325,6 +353,7 @@ mod tests {
             gateway: None,
             storage: crate::store::StoreStats::default(),
             flows: crate::flow::HubSnapshot::default(),
+            otel: None,
         }
     }
 

@@ -198,11 +198,12 @@ impl Gateway {
                     what: format!("cannot open {}", path.display()),
                     source,
                 };
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(io)?;
+                let file = std::os::unix::fs::OpenOptionsExt::mode(
+                    std::fs::OpenOptions::new().create(true).append(true),
+                    0o600,
+                )
+                .open(path)
+                .map_err(io)?;
                 let err = file.try_clone().map_err(io)?;
                 cmd.stdout(file).stderr(err);
                 path.display().to_string()

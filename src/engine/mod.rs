@@ -48,6 +48,12 @@ pub enum EngineError {
     /// The gateway did not come up.
     #[error(transparent)]
     Gateway(#[from] gateway::GatewayError),
+    /// The OpenTelemetry exporter could not be set up.
+    #[error("{0}")]
+    Otel(String),
+    /// The price table named by `ccproxy.prices` is unusable.
+    #[error(transparent)]
+    Prices(#[from] crate::llm::PriceError),
     /// Files in `<home>`.
     #[error("{what}: {source}")]
     Io {
@@ -71,6 +77,7 @@ struct Shared {
     reverse: Option<SocketAddr>,
     gateway: Option<GatewayStatus>,
     store: Mutex<Option<Store>>,
+    otel: Option<crate::otel::Exporter>,
 }
 
 impl Shared {
@@ -91,6 +98,7 @@ impl Shared {
             gateway: self.gateway.clone(),
             storage,
             flows: self.hub.snapshot(),
+            otel: self.otel.as_ref().map(crate::otel::Exporter::stats),
         }
     }
 }
@@ -105,6 +113,7 @@ pub struct Engine {
     listeners: Vec<JoinHandle<()>>,
     control: Option<JoinHandle<()>>,
     gateway: Option<Gateway>,
+    otel: Option<(CancellationToken, JoinHandle<()>)>,
     lock: PathBuf,
     socket: PathBuf,
 }
@@ -122,8 +131,7 @@ impl Engine {
     pub async fn start(cfg: Arc<Config>, mode: Mode) -> Result<Self, EngineError> {
         let io = |what: String| move |source| EngineError::Io { what, source };
         let home = Home::new(&cfg);
-        std::fs::create_dir_all(home.root())
-            .map_err(io(format!("cannot create {}", home.root().display())))?;
+        create_home(home.root()).map_err(io(format!("cannot create {}", home.root().display())))?;
         let pid = std::process::id();
         let lock = home.engine_lock();
         let gateway_command = match mode {
@@ -177,6 +185,8 @@ impl Engine {
         let reverse_addr = reverse.as_ref().map(local).transpose()?;
 
         let hub = FlowHub::new(8192);
+        crate::llm::PriceTable::install(crate::llm::PriceTable::configured(cfg.prices.as_deref())?);
+        hub.set_analyzer(crate::llm::analyzer());
         let state = ProxyState::new(Arc::clone(&cfg), hub.clone())?;
         let store = Store::open(&cfg)
             .await
@@ -184,6 +194,23 @@ impl Engine {
         hub.set_sink(store.sink());
 
         let shutdown = CancellationToken::new();
+        let mut otel_task = None;
+        let otel = match &cfg.otel {
+            Some(o) => {
+                let stop = CancellationToken::new();
+                let (exporter, task) = crate::otel::Exporter::start(
+                    o,
+                    capture_host(),
+                    hub.subscribe_quiet(),
+                    stop.clone(),
+                )
+                .map_err(|e| EngineError::Otel(e.to_string()))?;
+                tracing::info!(endpoint = %exporter.stats().endpoint, protocol = o.protocol.as_str(), "exporting LLM spans over OTLP");
+                otel_task = Some((stop, task));
+                Some(exporter)
+            }
+            None => None,
+        };
         let mut listeners = vec![proxy::serve_forward(
             forward,
             Arc::clone(&state),
@@ -248,6 +275,7 @@ impl Engine {
                 command: g.argv.clone(),
             }),
             store: Mutex::new(Some(store)),
+            otel,
         });
 
         let socket = home.socket();
@@ -258,6 +286,7 @@ impl Engine {
             shutdown,
             listeners,
             control: None,
+            otel: otel_task,
             gateway,
             lock: home.engine_lock(),
             socket: socket.clone(),
@@ -337,10 +366,17 @@ impl Engine {
         if let Some(control) = self.control.take() {
             control.abort();
         }
+        // Flows still in the analysis stage go to the store before it flushes.
+        self.hub.settle(Duration::from_secs(5)).await;
         let store = self.shared.store.lock().ok().and_then(|mut s| s.take());
         if let Some(store) = store {
             // Also stops the managed database when this store started it.
             store.shutdown(STORE_DEADLINE).await;
+        }
+        if let Some((stop, task)) = self.otel.take() {
+            // Every exchange has completed by now: send what is queued, within a deadline.
+            stop.cancel();
+            let _ = tokio::time::timeout(STORE_DEADLINE, task).await;
         }
         let pid = std::process::id();
         if matches!(pidfile::read(&self.lock), Ok(Some(r)) if r.pid == pid) {
@@ -349,6 +385,38 @@ impl Engine {
         pidfile::remove_if_owned(&self.lock, pid);
         tracing::info!("engine stopped");
     }
+}
+
+/// Create `<home>` private (0700, with any missing parent); an existing home
+/// that others can read or enter gets one warning (its mode is the user's choice).
+pub fn create_home(home: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)?;
+    let mode = std::fs::metadata(home)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                home = %home.display(),
+                mode = format!("{mode:o}"),
+                "the ccproxy home is readable by other users, and it holds captured traffic: chmod 700 it"
+            );
+        });
+    }
+    Ok(())
+}
+
+/// The `proxy_auth` token, when it is on and the engine made it.
+pub fn proxy_token(cfg: &Config) -> Option<String> {
+    if !cfg.mitm.proxy_auth {
+        return None;
+    }
+    proxy::auth::read_token(&Home::new(cfg).proxy_token())
+        .ok()
+        .flatten()
 }
 
 /// The gateway behind the reverse listener: a free port, the LiteLLM config,
@@ -363,7 +431,11 @@ fn gateway_launch(
 ) -> std::io::Result<Launch> {
     let port = gateway::free_port("127.0.0.1")?;
     let mut env = gateway::configured_env(&cfg.gateway.environment);
-    env.extend(home::routing_env(forward, ca));
+    let mut routing = home::routing_env(forward, ca);
+    if let Some(token) = proxy_token(cfg) {
+        home::add_proxy_token(&mut routing, &token);
+    }
+    env.extend(routing);
     // An inherited NO_PROXY could let provider calls bypass capture; keep it
     // only when the user put it in ccproxy.litellm.environment.
     let env_remove = ["NO_PROXY", "no_proxy"]
@@ -414,4 +486,12 @@ async fn reap_orphan_gateway(home: &Home) {
             pidfile::remove_if_owned(&path, rec.pid);
         }
     }
+}
+
+/// The machine's name for the spans' `host.name`.
+fn capture_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }

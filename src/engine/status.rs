@@ -45,6 +45,9 @@ pub struct EngineStatus {
     pub storage: StoreStats,
     /// Flow counters since start: started, completed, in flight, errors, and completed by traffic type.
     pub flows: HubSnapshot,
+    /// The OTLP span exporter, when `ccproxy.otel` / `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    #[serde(default)]
+    pub otel: Option<crate::otel::OtelStats>,
 }
 
 /// The LiteLLM (or stand-in) gateway child.

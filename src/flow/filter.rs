@@ -1,7 +1,8 @@
 //! The flow filter language, shared by the TUI's `/` bar and `export --filter`.
 //!
 //! mitmproxy-style: `~d host`, `~u url`, `~m method`, `~c code`, `~t content-type`,
-//! `~h header`, `~b body`, `~e` (error), `~type llm|mcp|web|other`; a bare word
+//! `~h header`, `~b body`, `~e` (error), `~type llm|mcp|web|other`, `~host`
+//! (the machine that captured it, `capture_host`); a bare word
 //! matches the URL. Combine with `!`, `&`, `|` and parentheses; two expressions
 //! side by side mean `&`. Regular expressions are case-insensitive.
 //!
@@ -48,6 +49,8 @@ enum Node {
     And(Vec<Node>),
     Or(Vec<Node>),
     Domain(Regex),
+    /// `~host`: the machine that captured it (`capture_host`).
+    CaptureHost(Regex),
     Url(Regex),
     Method(Regex),
     Code(u16),
@@ -56,6 +59,46 @@ enum Node {
     Body(BytesRegex, Option<Literal>),
     Error,
     Type(TrafficType),
+    /// `~model RE`: the model requested or answered.
+    Model(Regex),
+    /// `~api NAME`: `anthropic.messages`, `openai.chat`, … (a prefix such as `openai` too).
+    Api(String),
+    /// `~session RE`.
+    Session(Regex),
+    /// `~tool RE`: a tool the response called (or the MCP tool).
+    Tool(Regex),
+    /// `~agent RE`: the client program.
+    Agent(Regex),
+    /// `~stop RE`: the stop reason.
+    Stop(Regex),
+    /// `~cost OP N` (USD).
+    Cost(Cmp, f64),
+    /// `~tokens OP N`: input + output + cache read + cache creation.
+    Tokens(Cmp, f64),
+    /// `~ttft OP MS`.
+    Ttft(Cmp, f64),
+}
+
+/// A comparison of the numeric predicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+impl Cmp {
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Self::Gt => a > b,
+            Self::Ge => a >= b,
+            Self::Lt => a < b,
+            Self::Le => a <= b,
+            Self::Eq => (a - b).abs() < f64::EPSILON * a.abs().max(1.0),
+        }
+    }
 }
 
 impl Filter {
@@ -97,6 +140,7 @@ impl Node {
             Self::And(all) => all.iter().all(|n| n.matches(flow)),
             Self::Or(any) => any.iter().any(|n| n.matches(flow)),
             Self::Domain(re) => re.is_match(&flow.host),
+            Self::CaptureHost(re) => flow.capture_host.as_deref().is_some_and(|h| re.is_match(h)),
             Self::Url(re) => re.is_match(&flow.url),
             Self::Method(re) => re.is_match(&flow.method),
             Self::Code(c) => flow.status_code == Some(*c),
@@ -138,6 +182,54 @@ impl Node {
             }
             Self::Error => flow.error_type.is_some() || flow.error_message.is_some(),
             Self::Type(t) => flow.traffic_type == *t,
+            Self::Model(re) => flow.llm.as_ref().is_some_and(|a| {
+                [a.model.as_deref(), a.response_model.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|m| re.is_match(m))
+            }),
+            Self::Api(name) => flow.llm.as_ref().is_some_and(|a| {
+                let s = a.api.as_str();
+                s == name || s.starts_with(&format!("{name}."))
+            }),
+            Self::Session(re) => flow
+                .llm
+                .as_ref()
+                .and_then(|a| a.session_id.as_deref())
+                .or(flow.session_id.as_deref())
+                .is_some_and(|s| re.is_match(s)),
+            Self::Tool(re) => flow.llm.as_ref().is_some_and(|a| {
+                a.tool_calls.iter().any(|t| re.is_match(&t.name))
+                    || a.mcp
+                        .as_ref()
+                        .and_then(|m| m.tool.as_deref())
+                        .is_some_and(|t| re.is_match(t))
+            }),
+            Self::Agent(re) => flow
+                .llm
+                .as_ref()
+                .and_then(|a| a.agent.as_ref())
+                .is_some_and(|g| re.is_match(&g.to_string())),
+            Self::Stop(re) => flow
+                .llm
+                .as_ref()
+                .and_then(|a| a.stop_reason.as_deref())
+                .is_some_and(|s| re.is_match(s)),
+            Self::Cost(op, n) => flow
+                .llm
+                .as_ref()
+                .and_then(|a| a.cost_usd)
+                .is_some_and(|c| op.holds(c, *n)),
+            Self::Tokens(op, n) => flow.llm.as_ref().is_some_and(|a| {
+                let u = &a.usage;
+                let total = u.prompt_total() + u.output.unwrap_or(0);
+                !u.is_empty() && op.holds(total as f64, *n)
+            }),
+            Self::Ttft(op, n) => flow
+                .llm
+                .as_ref()
+                .and_then(|a| a.ttft_ms)
+                .is_some_and(|t| op.holds(t, *n)),
         }
     }
 }
@@ -228,6 +320,21 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("~b REGEX", "request or response body"),
     ("~e", "exchange failed"),
     ("~type T", "llm, mcp, web or other"),
+    ("~model REGEX", "LLM model (requested or answered)"),
+    (
+        "~api NAME",
+        "anthropic.messages, openai.chat, openai.responses, gemini.generate, mcp, …",
+    ),
+    ("~session REGEX", "agent session id"),
+    ("~tool REGEX", "a tool the model called"),
+    ("~agent REGEX", "client program, e.g. claude-code"),
+    (
+        "~stop REGEX",
+        "stop reason, e.g. end_turn, tool_use, length",
+    ),
+    ("~cost > N", "cost in USD (also <, >=, <=, =)"),
+    ("~tokens > N", "all tokens of the exchange"),
+    ("~ttft > MS", "time to first token in ms"),
     ("WORD", "URL matches WORD"),
     ("! & | ( )", "not, and, or, grouping"),
 ];
@@ -397,6 +504,9 @@ impl Parser<'_> {
         match name.as_str() {
             "e" => Ok(Node::Error),
             "d" => Ok(Node::Domain(self.regex_arg("~d", "a host")?)),
+            "host" => Ok(Node::CaptureHost(
+                self.regex_arg("~host", "a machine name")?,
+            )),
             "u" => Ok(Node::Url(self.regex_arg("~u", "a URL")?)),
             "m" => Ok(Node::Method(self.regex_arg("~m", "a method")?)),
             "t" => Ok(Node::ContentType(self.regex_arg("~t", "a content type")?)),
@@ -441,15 +551,80 @@ impl Parser<'_> {
                         )
                     })
             }
+            "model" => Ok(Node::Model(self.regex_arg("~model", "a model")?)),
+            "session" => Ok(Node::Session(self.regex_arg("~session", "a session id")?)),
+            "tool" => Ok(Node::Tool(self.regex_arg("~tool", "a tool name")?)),
+            "agent" => Ok(Node::Agent(self.regex_arg("~agent", "an agent")?)),
+            "stop" => Ok(Node::Stop(self.regex_arg("~stop", "a stop reason")?)),
+            "api" => {
+                let (text, pos) = self.argument("~api needs an API name, e.g. openai.chat")?;
+                let name = text.to_ascii_lowercase();
+                let known = super::analysis::Api::ALL
+                    .iter()
+                    .any(|a| a.as_str() == name || a.as_str().starts_with(&format!("{name}.")));
+                if known {
+                    Ok(Node::Api(name))
+                } else {
+                    Err(self.error_at(
+                        pos,
+                        format!("unknown API `{text}`: use anthropic.messages, openai.chat, openai.responses, gemini.generate, bedrock.invoke, mcp, …"),
+                    ))
+                }
+            }
+            "cost" => {
+                let (op, n) = self.comparison("~cost")?;
+                Ok(Node::Cost(op, n))
+            }
+            "tokens" => {
+                let (op, n) = self.comparison("~tokens")?;
+                Ok(Node::Tokens(op, n))
+            }
+            "ttft" => {
+                let (op, n) = self.comparison("~ttft")?;
+                Ok(Node::Ttft(op, n))
+            }
             "" => Err(self.error_at(
                 start,
-                "`~` needs a filter name: ~d ~u ~m ~c ~t ~h ~b ~e ~type",
+                "`~` needs a filter name: ~d ~u ~m ~c ~t ~h ~b ~e ~type ~model ~api ~tool ~cost …",
             )),
             other => Err(self.error_at(
                 start,
                 format!("unknown filter `~{other}`: use ~d ~u ~m ~c ~t ~h ~b ~e ~type"),
             )),
         }
+    }
+
+    /// `> N`, `>= N`, `< N`, `<= N`, `= N` (or a bare `N`, meaning `>= N`), blanks optional.
+    fn comparison(&mut self, op: &str) -> Result<(Cmp, f64), FilterError> {
+        self.skip_blank();
+        let at = self.pos;
+        let mut sym = String::new();
+        while let Some(c @ ('<' | '>' | '=')) = self.peek() {
+            sym.push(c);
+            self.pos += 1;
+        }
+        let cmp = match sym.as_str() {
+            ">" => Cmp::Gt,
+            ">=" | "" => Cmp::Ge,
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            "=" | "==" => Cmp::Eq,
+            other => {
+                return Err(self.error_at(
+                    at,
+                    format!("`{other}` is not a comparison: use > >= < <= ="),
+                ));
+            }
+        };
+        let (text, pos) = self.argument(&format!("{op} needs a number, e.g. {op} > 100"))?;
+        let n: f64 = text
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite())
+            .ok_or_else(|| {
+                self.error_at(pos, format!("`{text}` is not a number (e.g. {op} > 100)"))
+            })?;
+        Ok((cmp, n))
     }
 
     fn regex_arg(&mut self, op: &str, what: &str) -> Result<Regex, FilterError> {
@@ -540,6 +715,18 @@ fn regex_error(e: &regex::Error, pos: usize) -> FilterError {
 mod tests {
     use super::*;
     use crate::flow::{Direction, ErrorKind};
+
+    #[test]
+    fn host_matches_the_machine_that_captured_it() {
+        let mut f = Flow::new(Direction::Forward, "GET", "http://x/", "x", "/");
+        f.capture_host = Some("ana-laptop".into());
+        let m = |e: &str| parse(e).expect("parse").matches(&f);
+        assert!(m("~host ana"));
+        assert!(m("~host ^ANA-laptop$"));
+        assert!(!m("~host build-box"));
+        f.capture_host = None;
+        assert!(!parse("~host ana").expect("parse").matches(&f));
+    }
     use bytes::Bytes;
     use proptest::prelude::*;
 
@@ -581,6 +768,59 @@ mod tests {
             let lit = Literal::new(&needle).expect("plain literal");
             prop_assert_eq!(lit.is_match(&hay), body_regex(&needle).is_match(&hay));
         }
+    }
+
+    #[test]
+    fn llm_predicates_read_the_analysis() {
+        let mut f = flow();
+        f.request_body = Bytes::from_static(
+            br#"{"model":"claude-sonnet-4-5","metadata":{"user_id":"u_session_s-42"},"messages":[]}"#,
+        );
+        f.request_headers.push((
+            "user-agent".into(),
+            "claude-cli/1.0.83 (external, cli)".into(),
+        ));
+        f.response_body = Bytes::from_static(concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5-20250929\",\"usage\":{\"input_tokens\":1000,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"Bash\",\"input\":{}}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":500}}\n\n",
+        ).as_bytes());
+        let a = crate::llm::analyze(&f, &crate::llm::PriceTable::bundled()).expect("llm");
+        f.llm = Some(std::sync::Arc::new(a));
+        let yes = |e: &str| parse(e).expect(e).matches(&f);
+        for e in [
+            "~model sonnet-4-5",
+            "~api anthropic.messages",
+            "~api anthropic",
+            "~session s-42",
+            "~tool ^bash$",
+            "~agent claude-code",
+            "~stop tool_use",
+            "~cost > 0.01",
+            "~cost<1",
+            "~tokens > 1499",
+            "~tokens >= 1500",
+        ] {
+            assert!(yes(e), "{e}");
+        }
+        for e in [
+            "~model gpt",
+            "~api openai",
+            "~tool Read",
+            "~cost > 1",
+            "~tokens > 1500",
+            "~ttft > 0",
+        ] {
+            assert!(!yes(e), "{e}");
+        }
+        assert!(parse("~api nosuch").is_err());
+        assert!(parse("~cost > abc")
+            .expect_err("nan")
+            .message
+            .contains("not a number"));
+        assert!(parse("~cost >< 1").is_err());
+        let plain = flow();
+        assert!(!parse("~model .").expect("re").matches(&plain));
     }
 
     #[test]

@@ -23,10 +23,77 @@ pub enum HarError {
     /// Serialising the document failed.
     #[error("cannot encode HAR: {0}")]
     Encode(#[from] har::Error),
+    /// Serialising the extension fields failed.
+    #[error("cannot encode HAR: {0}")]
+    Json(serde_json::Error),
+}
+
+/// A HAR 1.2 document plus what HAR has no field for, written as `_`-prefixed
+/// extensions of each entry (HAR 1.2 allows them): `_llm`, the flow's LLM
+/// analysis, and `_webSocketMessages` (the name Chrome's DevTools use).
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The standard part.
+    pub har: har::Har,
+    /// Per entry, in order: its extension fields.
+    extensions: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Build a HAR 1.2 document from flows, in the order given.
-pub fn to_har(flows: &[Flow]) -> har::Har {
+pub fn to_har(flows: &[Flow]) -> Document {
+    Document {
+        har: standard(flows),
+        extensions: flows.iter().map(extensions).collect(),
+    }
+}
+
+/// An entry's `_llm` and `_webSocketMessages`.
+fn extensions(f: &Flow) -> serde_json::Map<String, serde_json::Value> {
+    let mut ext = serde_json::Map::new();
+    if let Some(a) = &f.llm {
+        if let Ok(v) = serde_json::to_value(a.as_ref()) {
+            ext.insert("_llm".into(), v);
+        }
+    }
+    if !f.ws_messages.is_empty() {
+        let messages = f
+            .ws_messages
+            .iter()
+            .map(|m| {
+                let text = m.opcode == super::WsOpcode::Text && !m.compressed;
+                let data = if text {
+                    String::from_utf8_lossy(&m.data).into_owned()
+                } else {
+                    base64::engine::general_purpose::STANDARD.encode(&m.data)
+                };
+                let time = f.start_time.timestamp_millis() as f64 / 1000.0 + m.offset_ms / 1000.0;
+                serde_json::json!({
+                    "type": if m.from == super::WsFrom::Client { "send" } else { "receive" },
+                    "time": time,
+                    "opcode": ws_opcode_number(m.opcode),
+                    "data": data,
+                })
+            })
+            .collect();
+        ext.insert(
+            "_webSocketMessages".into(),
+            serde_json::Value::Array(messages),
+        );
+    }
+    ext
+}
+
+fn ws_opcode_number(o: super::WsOpcode) -> u8 {
+    match o {
+        super::WsOpcode::Text => 1,
+        super::WsOpcode::Binary => 2,
+        super::WsOpcode::Close => 8,
+        super::WsOpcode::Ping => 9,
+        super::WsOpcode::Pong => 10,
+    }
+}
+
+fn standard(flows: &[Flow]) -> har::Har {
     har::Har {
         log: har::Spec::V1_2(v1_2::Log {
             creator: v1_2::Creator {
@@ -41,23 +108,49 @@ pub fn to_har(flows: &[Flow]) -> har::Har {
 }
 
 /// [`to_har`] for the shared flows the TUI holds.
-pub fn to_har_arcs(flows: &[Arc<Flow>]) -> har::Har {
+pub fn to_har_arcs(flows: &[Arc<Flow>]) -> Document {
     let owned: Vec<Flow> = flows.iter().map(|f| Flow::clone(f)).collect();
     to_har(&owned)
 }
 
-/// `har` as pretty JSON.
-pub fn to_json(har: &har::Har) -> Result<String, HarError> {
-    Ok(har::to_json(har)?)
+/// The document as pretty JSON, extensions in their entries.
+pub fn to_json(doc: &Document) -> Result<String, HarError> {
+    if doc.extensions.iter().all(serde_json::Map::is_empty) {
+        return Ok(har::to_json(&doc.har)?);
+    }
+    let mut value = serde_json::to_value(&doc.har).map_err(HarError::Json)?;
+    if let Some(entries) = value
+        .pointer_mut("/log/entries")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for (entry, ext) in entries.iter_mut().zip(&doc.extensions) {
+            if let Some(obj) = entry.as_object_mut() {
+                obj.extend(ext.clone());
+            }
+        }
+    }
+    serde_json::to_string_pretty(&value).map_err(HarError::Json)
 }
 
-/// Serialise `har` as pretty JSON into the file at `path`.
-pub fn write_har(har: &har::Har, path: &Path) -> Result<(), HarError> {
-    let json = to_json(har)?;
-    std::fs::write(path, json).map_err(|source| HarError::Write {
+/// Serialise `har` as pretty JSON into the file at `path`, created 0600
+/// (exports hold captured traffic: private, like everything in `<home>`).
+pub fn write_har(doc: &Document, path: &Path) -> Result<(), HarError> {
+    use std::io::Write as _;
+    let json = to_json(doc)?;
+    let write_err = |source| HarError::Write {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o600,
+    )
+    .open(path)
+    .map_err(write_err)?;
+    f.write_all(json.as_bytes()).map_err(write_err)
 }
 
 fn entry(f: &Flow) -> v1_2::Entries {
@@ -238,7 +331,7 @@ mod tests {
         failed.status_code = Some(502);
         let har = to_har(&[flow(), failed]);
         let json: serde_json::Value =
-            serde_json::from_str(&har::to_json(&har).expect("json")).expect("parse");
+            serde_json::from_str(&super::to_json(&har).expect("json")).expect("parse");
         let log = &json["log"];
         assert_eq!(log["version"], "1.2");
         assert_eq!(log["creator"]["name"], "ccproxy");
@@ -264,8 +357,54 @@ mod tests {
             .as_str()
             .is_some_and(|c| c.contains("connect: refused")));
         // The document reads back as HAR 1.2.
-        let back = har::from_str(&har::to_json(&har).expect("json")).expect("reparse");
+        let back = har::from_str(&super::to_json(&har).expect("json")).expect("reparse");
         assert_eq!(back.version(), har::HarVersion::V1_2);
+        assert!(e.get("_llm").is_none(), "no analysis, no _llm");
+    }
+
+    #[test]
+    fn llm_analysis_and_websocket_messages_are_extensions() {
+        let mut f = flow();
+        f.request_headers = vec![("content-type".into(), "application/json".into())];
+        f.request_body = Bytes::from_static(
+            br#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        f.response_content_type = Some("application/json".into());
+        f.response_body = Bytes::from_static(
+            br#"{"type":"message","id":"msg_1","model":"claude-sonnet-4-5-20250929","role":"assistant","content":[{"type":"text","text":"hello"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":3,"cache_read_input_tokens":100}}"#,
+        );
+        f.traffic_type = super::super::TrafficType::Llm;
+        let analysis = crate::llm::analyze(&f, crate::llm::PriceTable::shared()).expect("llm");
+        f.llm = Some(Arc::new(analysis));
+        let mut ws = flow();
+        ws.ws_messages = vec![super::super::WsMessage {
+            from: super::super::WsFrom::Client,
+            offset_ms: 1500.0,
+            opcode: super::super::WsOpcode::Text,
+            size: 5,
+            data: Bytes::from_static(b"hello"),
+            compressed: false,
+        }];
+        let json: serde_json::Value =
+            serde_json::from_str(&super::to_json(&to_har(&[f, ws])).expect("json")).expect("parse");
+        let llm = &json["log"]["entries"][0]["_llm"];
+        assert_eq!(llm["api"], "anthropic.messages", "{llm}");
+        assert_eq!(llm["usage"]["input"], 12, "{llm}");
+        assert_eq!(llm["usage"]["cache_read"], 100, "{llm}");
+        assert_eq!(llm["stop_reason"], "end_turn");
+        let m = &json["log"]["entries"][1]["_webSocketMessages"][0];
+        assert_eq!(m["type"], "send");
+        assert_eq!(m["opcode"], 1);
+        assert_eq!(m["data"], "hello");
+        let start = json["log"]["entries"][1]["startedDateTime"]
+            .as_str()
+            .expect("start");
+        let start = chrono::DateTime::parse_from_rfc3339(start).expect("rfc3339");
+        let t = m["time"].as_f64().expect("time");
+        assert!(
+            (t - start.timestamp_millis() as f64 / 1000.0 - 1.5).abs() < 1e-6,
+            "{t}"
+        );
     }
 
     #[test]

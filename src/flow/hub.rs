@@ -39,12 +39,63 @@ pub struct HubSnapshot {
     pub other: u64,
 }
 
+/// Flows that may wait for the analysis thread; past it, `completed`
+/// analyses on its own thread.
+pub const STAGE_MAX: usize = 256;
+
+/// Fills in what a completed flow means (the engine installs the LLM analysis).
+#[derive(Clone)]
+pub struct Analyzer {
+    /// Fill in the flow.
+    pub analyze: Arc<dyn Fn(&mut Flow) + Send + Sync>,
+    /// Whether `analyze` can find anything in this flow; the others skip the
+    /// analysis thread (no hand-over for a plain GET).
+    pub wants: Arc<dyn Fn(&Flow) -> bool + Send + Sync>,
+}
+
+impl Analyzer {
+    /// An analyzer interested in every flow.
+    pub fn all(analyze: impl Fn(&mut Flow) + Send + Sync + 'static) -> Self {
+        Self {
+            analyze: Arc::new(analyze),
+            wants: Arc::new(|_| true),
+        }
+    }
+}
+
 /// Fan-out point between the listeners and everyone who wants flows.
 #[derive(Clone)]
 pub struct FlowHub {
     live: broadcast::Sender<Arc<FlowEvent>>,
     sink: Arc<RwLock<Option<Arc<dyn FlowSink>>>>,
     counters: Arc<HubCounters>,
+    /// Subscribers that never look at live body chunks (the flow log).
+    quiet: Arc<std::sync::atomic::AtomicUsize>,
+    stage: Arc<RwLock<Option<Stage>>>,
+}
+
+/// The analysis stage: its function (also run inline for a synchronous
+/// sink), its queue, and how many flows wait in it.
+#[derive(Clone)]
+struct Stage {
+    analyze: Arc<dyn Fn(&mut Flow) + Send + Sync>,
+    wants: Arc<dyn Fn(&Flow) -> bool + Send + Sync>,
+    tx: std::sync::mpsc::Sender<Arc<Flow>>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A viewer that wants whole flows only, never live body chunks: while only
+/// such viewers are subscribed, the hub publishes no chunk events.
+pub struct QuietReceiver {
+    /// The events (chunks may still appear while a live viewer is subscribed).
+    pub rx: broadcast::Receiver<Arc<FlowEvent>>,
+    quiet: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for QuietReceiver {
+    fn drop(&mut self) {
+        self.quiet.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for FlowHub {
@@ -63,6 +114,48 @@ impl FlowHub {
             live,
             sink: Arc::new(RwLock::new(None)),
             counters: Arc::new(HubCounters::default()),
+            quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            stage: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Run `analyze` on every completed flow on a thread of its own, off the
+    /// proxy's workers, before the flow is stored and shown as completed. At
+    /// most [`STAGE_MAX`] flows wait for it (then `completed` analyses the
+    /// flow itself), so `completed` never blocks on the thread. The thread
+    /// ends when every hub clone is gone.
+    pub fn set_analyzer(&self, analyze: Analyzer) {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stage = Stage {
+            analyze: Arc::clone(&analyze.analyze),
+            wants: Arc::clone(&analyze.wants),
+            tx,
+            pending: Arc::clone(&pending),
+        };
+        let hub = Self {
+            live: self.live.clone(),
+            sink: Arc::clone(&self.sink),
+            counters: Arc::clone(&self.counters),
+            quiet: Arc::clone(&self.quiet),
+            stage: Arc::new(RwLock::new(None)),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ccproxy-llm".into())
+            .spawn(move || {
+                while let Ok(mut flow) = rx.recv() {
+                    (analyze.analyze)(Arc::make_mut(&mut flow));
+                    hub.publish_completed(flow);
+                    pending.fetch_sub(1, Ordering::Release);
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                if let Ok(mut s) = self.stage.write() {
+                    *s = Some(stage);
+                }
+            }
+            Err(e) => tracing::warn!("cannot start the analysis thread, flows go unanalysed: {e}"),
         }
     }
 
@@ -71,6 +164,20 @@ impl FlowHub {
         if let Ok(mut s) = self.sink.write() {
             *s = Some(sink);
         }
+    }
+
+    /// A viewer of whole flows that does not want live body chunks.
+    pub fn subscribe_quiet(&self) -> QuietReceiver {
+        self.quiet.fetch_add(1, Ordering::Relaxed);
+        QuietReceiver {
+            rx: self.live.subscribe(),
+            quiet: Arc::clone(&self.quiet),
+        }
+    }
+
+    /// True when some subscriber may want live body chunks.
+    pub fn wants_chunks(&self) -> bool {
+        self.live.receiver_count() > self.quiet.load(Ordering::Relaxed)
     }
 
     /// A new live viewer. `RecvError::Lagged(n)` tells it how many it missed.
@@ -89,15 +196,65 @@ impl FlowHub {
         self.broadcast(FlowEvent::Responded { flow });
     }
 
+    /// The request body ended (the flow carries it).
+    pub fn request_body(&self, flow: Arc<Flow>) {
+        self.broadcast(FlowEvent::RequestBody { flow });
+    }
+
     /// A live slice of a response body; skipped entirely when nobody watches.
     pub fn response_chunk(&self, id: Uuid, data: Bytes) {
-        if self.live.receiver_count() > 0 {
+        if self.wants_chunks() {
             self.broadcast(FlowEvent::ResponseChunk { id, data });
         }
     }
 
-    /// The exchange ended: count it, show it, store it.
-    pub fn completed(&self, flow: Arc<Flow>) {
+    /// The exchange ended: analyse it (when an analyzer is set), count it,
+    /// show it, store it.
+    pub fn completed(&self, mut flow: Arc<Flow>) {
+        let stage = self.stage.read().ok().and_then(|s| s.clone());
+        if let Some(stage) = stage.filter(|s| (s.wants)(&flow)) {
+            let inline = self
+                .sink
+                .read()
+                .ok()
+                .and_then(|s| s.as_ref().map(|s| s.synchronous()))
+                .unwrap_or(false);
+            // A full queue analyses on the caller's thread: memory stays bounded
+            // and so does what an engine crash can lose before the store has it.
+            if inline || stage.pending.load(Ordering::Acquire) >= STAGE_MAX {
+                (stage.analyze)(Arc::make_mut(&mut flow));
+            } else {
+                stage.pending.fetch_add(1, Ordering::Acquire);
+                match stage.tx.send(flow) {
+                    Ok(()) => return,
+                    Err(std::sync::mpsc::SendError(f)) => {
+                        stage.pending.fetch_sub(1, Ordering::Release);
+                        flow = f;
+                    }
+                }
+            }
+        }
+        self.publish_completed(flow);
+    }
+
+    /// Wait (up to `deadline`) until every completed flow has left the
+    /// analysis stage, so a shutdown stores them all.
+    pub async fn settle(&self, deadline: std::time::Duration) {
+        let Some(pending) = self
+            .stage
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| Arc::clone(&s.pending)))
+        else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + deadline;
+        while pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    fn publish_completed(&self, flow: Arc<Flow>) {
         let c = &self.counters;
         c.completed.fetch_add(1, Ordering::Relaxed);
         if flow.error_type.is_some() {
@@ -150,6 +307,52 @@ mod tests {
         fn submit(&self, flow: Arc<Flow>) {
             self.0.lock().expect("lock").push(flow);
         }
+    }
+
+    /// A stalled analysis thread holds at most STAGE_MAX flows; the rest are
+    /// analysed by the caller, and `settle` waits until every one is stored.
+    #[tokio::test]
+    async fn a_full_analysis_queue_analyses_inline_and_settles() {
+        let hub = FlowHub::new(16);
+        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+        hub.set_sink(sink.clone());
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Mutex::new(Some(gate_rx));
+        let caller = std::thread::current().id();
+        hub.set_analyzer(Analyzer::all(move |f: &mut Flow| {
+            if std::thread::current().id() == caller {
+                f.session_id = Some("inline".into());
+                return;
+            }
+            // The analysis thread waits for the gate on its first flow.
+            if let Some(rx) = gate.lock().expect("lock").take() {
+                let _ = rx.recv();
+            }
+            f.session_id = Some("thread".into());
+        }));
+        let n = STAGE_MAX + 10;
+        for _ in 0..n {
+            hub.completed(Arc::new(Flow::new(
+                Direction::Forward,
+                "GET",
+                "http://a/",
+                "a",
+                "/",
+            )));
+        }
+        let inline = sink
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|f| f.session_id.as_deref() == Some("inline"))
+            .count();
+        // The thread holds one flow at the gate, STAGE_MAX wait behind or with it.
+        assert!((9..=10).contains(&inline), "{inline} analysed inline");
+        gate_tx.send(()).expect("open the gate");
+        hub.settle(std::time::Duration::from_secs(10)).await;
+        let stored = sink.0.lock().expect("lock").len();
+        assert_eq!(stored, n, "every flow stored once");
     }
 
     #[tokio::test]

@@ -10,10 +10,12 @@
 //! --filter`); `har` turns flows into HAR 1.2; `history` is what a viewer needs
 //! from stored flows, so it does not depend on the store.
 
+pub mod analysis;
 pub mod filter;
 pub mod har;
 pub mod history;
-mod hub;
+pub mod hub;
+pub mod websocket;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use hub::{FlowHub, HubCounters, HubSnapshot};
+pub use hub::{FlowHub, HubCounters, HubSnapshot, QuietReceiver};
+pub use websocket::{WsFrom, WsMessage, WsOpcode};
 
 /// Which listener saw the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -181,11 +184,48 @@ pub struct Flow {
     pub traffic_type: TrafficType,
     /// From the `x-claude-code-session-id` request header; joins the two legs of one call.
     pub session_id: Option<String>,
+    /// Who captured it (`capture_host`, `capture_user`): the engine's
+    /// identity for live flows, the row's for stored ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_user: Option<String>,
+    /// What the exchange means (API, usage, cost, TTFT, tools…), set once by
+    /// the analysis stage when the flow completes; `None` for non-LLM/MCP
+    /// traffic or before completion.
+    #[serde(default)]
+    pub llm: Option<Arc<analysis::Analysis>>,
+    /// Arrival times of the first response frames (at most `llm::MAX_FRAMES`,
+    /// which the proxy enforces),
+    /// for the time to the first token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_frames: Vec<analysis::FrameTime>,
+    /// A WebSocket flow (status 101): its messages, both directions, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ws_messages: Vec<WsMessage>,
+}
+
+/// The identity new flows are stamped with (set once by the store at start).
+static CAPTURE_IDENTITY: std::sync::RwLock<Option<(String, String)>> = std::sync::RwLock::new(None);
+
+/// Stamp flows created from now on with this `capture_host` / `capture_user`.
+pub fn set_capture_identity(host: &str, user: &str) {
+    if let Ok(mut id) = CAPTURE_IDENTITY.write() {
+        *id = Some((host.to_string(), user.to_string()));
+    }
+}
+
+fn capture_identity() -> (Option<String>, Option<String>) {
+    match CAPTURE_IDENTITY.read().ok().and_then(|id| id.clone()) {
+        Some((h, u)) => (Some(h), Some(u)),
+        None => (None, None),
+    }
 }
 
 impl Flow {
     /// A new in-flight flow with the request line filled in; everything else empty.
     pub fn new(direction: Direction, method: &str, url: &str, host: &str, path: &str) -> Self {
+        let (capture_host, capture_user) = capture_identity();
         Self {
             id: Uuid::now_v7(),
             direction,
@@ -215,6 +255,11 @@ impl Flow {
             error_type: None,
             traffic_type: TrafficType::Other,
             session_id: None,
+            capture_host,
+            capture_user,
+            llm: None,
+            response_frames: Vec::new(),
+            ws_messages: Vec::new(),
         }
     }
 
@@ -250,6 +295,9 @@ pub enum FlowEvent {
     Started { flow: Arc<Flow> },
     /// Response head arrived (status, headers, ttfb); body still streaming.
     Responded { flow: Arc<Flow> },
+    /// The request body ended: the flow carries it (sent only while a live
+    /// viewer watches), so the prompt shows while the answer streams.
+    RequestBody { flow: Arc<Flow> },
     /// A slice of the response body as it arrived (only for identity-encoded
     /// bodies and only up to `max_body_size`), so a viewer can watch a stream.
     ResponseChunk {
@@ -265,7 +313,10 @@ impl FlowEvent {
     /// The flow this event is about.
     pub fn id(&self) -> Uuid {
         match self {
-            Self::Started { flow } | Self::Responded { flow } | Self::Completed { flow } => flow.id,
+            Self::Started { flow }
+            | Self::Responded { flow }
+            | Self::RequestBody { flow }
+            | Self::Completed { flow } => flow.id,
             Self::ResponseChunk { id, .. } => *id,
         }
     }
@@ -276,6 +327,13 @@ impl FlowEvent {
 pub trait FlowSink: Send + Sync + 'static {
     /// Hand over one completed flow.
     fn submit(&self, flow: Arc<Flow>);
+
+    /// True when `submit` must run before the client gets the end of its
+    /// response (`durability: spool-first`): the hub then completes flows
+    /// on the caller's thread, analysis included, instead of queueing them.
+    fn synchronous(&self) -> bool {
+        false
+    }
 }
 
 /// Bodies travel as base64 in JSON (control socket, fixtures).
@@ -300,6 +358,29 @@ mod b64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn chunks_only_while_a_live_viewer_listens() {
+        let hub = FlowHub::new(16);
+        let mut quiet = hub.subscribe_quiet();
+        assert!(!hub.wants_chunks());
+        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"x"));
+        let mut live = hub.subscribe();
+        assert!(hub.wants_chunks());
+        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"y"));
+        assert!(matches!(
+            &*live.recv().await.expect("chunk"),
+            FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
+        ));
+        drop(live);
+        assert!(!hub.wants_chunks());
+        // The quiet viewer got the chunk sent while a live one listened, not the first.
+        assert!(matches!(
+            &*quiet.rx.try_recv().expect("chunk"),
+            FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
+        ));
+        assert!(quiet.rx.try_recv().is_err());
+    }
 
     #[test]
     fn flow_event_json_roundtrip() {

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::body::ProxyBody;
-use super::exchange::{bad_request, local_response, Conn};
+use super::exchange::{bad_request, checked_port, is_own_address, local_response, Conn};
 use super::upstream::{classify_error, error_chain};
 use super::ProxyState;
 use crate::capture::classify::is_excluded;
@@ -32,10 +32,27 @@ pub async fn establish(
     let Some(authority) = req.uri().authority().cloned() else {
         return bad_request("ccproxy: CONNECT needs a host:port target\n".into());
     };
-    if authority.port_u16().is_none() || authority.host().is_empty() {
-        return bad_request(format!(
-            "ccproxy: bad CONNECT target `{authority}`: expected host:port\n"
-        ));
+    let port = match checked_port(&authority) {
+        Ok(Some(p)) if !authority.host().is_empty() => p,
+        Ok(_) => {
+            return bad_request(format!(
+                "ccproxy: bad CONNECT target `{authority}`: expected host:port\n"
+            ))
+        }
+        Err(e) => {
+            tracing::info!(client = %conn.client, reason = %e, "rejected a CONNECT");
+            return bad_request(format!("ccproxy: bad CONNECT target: {e}\n"));
+        }
+    };
+    if is_own_address(&conn.listener, authority.host(), port) {
+        tracing::warn!(client = %conn.client, target = %authority, "CONNECT to this proxy itself refused with 508");
+        return local_response(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "ccproxy: loop detected: CONNECT {authority} is this proxy's own listener; \
+                 change the client's proxy setting (HTTPS_PROXY) or its target\n"
+            ),
+        );
     }
     let host = bare_host(&authority);
     if is_excluded(&host, &state.config.mitm.excluded_hosts) {
@@ -65,8 +82,10 @@ pub async fn establish(
             }
         };
         let _ = upstream.set_nodelay(true);
-        tokio::spawn(
+        let in_flight = conn.slot.state().begin();
+        conn.tracker.spawn(
             async move {
+                let _in_flight = in_flight;
                 match hyper::upgrade::on(req).await {
                     Ok(up) => {
                         let mut client = TokioIo::new(up);
@@ -90,6 +109,9 @@ pub async fn establish(
         tunnel: Some(authority),
         tls: false,
         shutdown: conn.shutdown.clone(),
+        slot: Arc::clone(&conn.slot),
+        listener: Arc::clone(&conn.listener),
+        tracker: conn.tracker.clone(),
     };
     spawn_interception(state, inner, host, req);
     Response::new(ProxyBody::empty())
@@ -98,7 +120,8 @@ pub async fn establish(
 /// Take over the upgraded connection once the 200 is sent. A plain function
 /// (not async) so the connection future does not contain itself.
 fn spawn_interception(state: Arc<ProxyState>, conn: Conn, host: String, req: Request<Incoming>) {
-    tokio::spawn(
+    let tracker = conn.tracker.clone();
+    tracker.spawn(
         async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => {
@@ -123,8 +146,22 @@ async fn intercept<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let handshake = state.config.mitm.timeouts.handshake;
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no TLS handshake or request within {} (ccproxy.mitm.timeouts.handshake)",
+                humantime::format_duration(handshake)
+            ),
+        )
+    };
+    let started = std::time::Instant::now();
     let mut first = vec![0u8; 1024];
-    let n = io.read(&mut first).await?;
+    let n = tokio::select! {
+        r = tokio::time::timeout(handshake, io.read(&mut first)) => r.map_err(|_| timed_out())??,
+        () = conn.shutdown.cancelled() => return Ok(()),
+    };
     if n == 0 {
         return Ok(());
     }
@@ -132,20 +169,27 @@ where
     let is_tls = first[0] == 0x16;
     let io = Rewind::new(io, Bytes::from(first));
     if !is_tls {
-        super::serve_connection(io, state, Arc::new(conn)).await;
+        super::serve_connection(io, state, Arc::new(conn), started).await;
         return Ok(());
     }
-    let acceptor =
-        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
-    let sni = acceptor
-        .client_hello()
-        .server_name()
-        .map_or(host, str::to_string);
-    let config = state
-        .ca
-        .server_config(&sni)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let tls = match acceptor.into_stream(config).await {
+    let accept = async {
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let sni = acceptor
+            .client_hello()
+            .server_name()
+            .map_or(host, str::to_string);
+        let config = state
+            .ca
+            .server_config(&sni)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok::<_, io::Error>((acceptor.into_stream(config).await, sni))
+    };
+    let (tls, sni) = match tokio::time::timeout(handshake, accept).await {
+        Ok(r) => r?,
+        Err(_) => return Err(timed_out()),
+    };
+    let tls = match tls {
         Ok(tls) => tls,
         Err(e) => {
             if e.get_ref()
@@ -162,7 +206,7 @@ where
         }
     };
     conn.tls = true;
-    super::serve_connection(tls, state, Arc::new(conn)).await;
+    super::serve_connection(tls, state, Arc::new(conn), std::time::Instant::now()).await;
     Ok(())
 }
 

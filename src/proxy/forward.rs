@@ -17,6 +17,13 @@ pub async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let req = match &state.token {
+        Some(token) if conn.tunnel.is_none() => match super::auth::admit(token, req) {
+            Ok(req) => req,
+            Err(denied) => return *denied,
+        },
+        _ => req,
+    };
     if let Some(route) = &conn.reverse {
         return match reverse::target(route, req.uri(), req.headers()) {
             Ok(target) => proxy(&state, &conn, req, target, true).await,

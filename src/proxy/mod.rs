@@ -8,25 +8,36 @@
 //!                              bodies teed (body.rs) into a Record (record.rs) ─▶ FlowHub
 //! ```
 
+pub mod auth;
 pub mod body;
 pub mod ca;
 pub mod connect;
 pub mod exchange;
 pub mod forward;
 pub mod head;
+pub mod limits;
+pub mod pool;
 pub mod record;
 pub mod reverse;
 pub mod upstream;
+pub mod websocket;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Body, Frame, SizeHint};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,6 +65,12 @@ pub enum ProxyError {
     /// Certificate authority or TLS setup failed.
     #[error("{0}")]
     Tls(String),
+    /// `proxy_auth` is on and the token file cannot be made or read.
+    #[error("proxy token {path}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where the reverse listener sends origin-form requests.
@@ -75,6 +92,12 @@ pub struct ProxyState {
     pub client: upstream::UpstreamClient,
     /// Upstream connect and response-head limits.
     pub timeouts: Timeouts,
+    /// What is redacted in every captured flow (`redact_headers`, `redact_query`).
+    pub redactor: Arc<crate::capture::redact::Redactor>,
+    /// `proxy_auth`: the token every client must present (see [`auth`]).
+    pub token: Option<String>,
+    /// Every open client connection, for `max_connections`.
+    pub connections: Arc<limits::Connections>,
 }
 
 impl ProxyState {
@@ -92,12 +115,31 @@ impl ProxyState {
         let ca = ca::CertAuthority::load_or_create(&config)
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let client = upstream::build_client(&config.mitm, timeouts)?;
+        let redactor = Arc::new(crate::capture::redact::Redactor::new(
+            &config.mitm.redact_headers,
+            &config.mitm.redact_query,
+        ));
+        let token = if config.mitm.proxy_auth {
+            let path = crate::home::Home::new(&config).proxy_token();
+            Some(auth::load_or_create(&path).map_err(|source| ProxyError::Token { path, source })?)
+        } else {
+            None
+        };
+        let fd_limit = limits::raise_fd_limit();
+        let max = config
+            .mitm
+            .max_connections
+            .unwrap_or_else(|| limits::default_max_connections(fd_limit));
+        tracing::debug!(max_connections = max, fd_limit, "connection cap");
         Ok(Arc::new(Self {
             config,
             hub,
             ca,
             client,
             timeouts,
+            redactor,
+            token,
+            connections: limits::Connections::new(max),
         }))
     }
 }
@@ -139,7 +181,37 @@ pub fn serve_reverse(
 }
 
 /// How long open connections get to finish after shutdown before they are dropped.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// One listening socket, as its connections know it.
+#[derive(Debug)]
+pub struct Listener {
+    /// `forward` or `reverse`.
+    pub kind: &'static str,
+    /// Where it listens (a request to it is a loop).
+    pub addr: SocketAddr,
+    /// The `via` entry it adds upstream; seeing it again means a loop.
+    pub via: HeaderValue,
+}
+
+impl Listener {
+    fn new(kind: &'static str, addr: SocketAddr) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let via = HeaderValue::from_str(&format!("1.1 ccproxy-{kind}-{}", &tag[..8]))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 ccproxy"));
+        Self { kind, addr, via }
+    }
+
+    /// True when `via` (a request's header) already names this listener.
+    pub fn seen_in(&self, headers: &http::HeaderMap) -> bool {
+        let me = self.via.as_bytes().get(4..).unwrap_or_default();
+        headers.get_all(http::header::VIA).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|entry| entry.trim_ascii().ends_with(me))
+        })
+    }
+}
 
 async fn accept_loop(
     listener: TcpListener,
@@ -152,7 +224,12 @@ async fn accept_loop(
     } else {
         "forward"
     };
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let me = Arc::new(Listener::new(kind, addr));
     let tracker = TaskTracker::new();
+    let mut failures = limits::AcceptErrors::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -162,9 +239,21 @@ async fn accept_loop(
         let (stream, client) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                // Out of file descriptors and the like: back off, keep accepting.
-                tracing::warn!(listener = kind, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: make room by closing
+                // an idle connection, back off, keep accepting; one log line
+                // a second at most.
+                let shed = state.connections.shed();
+                if let Some(n) = failures.record() {
+                    tracing::warn!(
+                        listener = kind,
+                        error = %e,
+                        failures = n,
+                        open = state.connections.len(),
+                        "accept failed (raise the open-file limit or lower ccproxy.mitm.max_connections)"
+                    );
+                }
+                let pause = if shed { 5 } else { 50 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
                 continue;
             }
         };
@@ -175,52 +264,124 @@ async fn accept_loop(
             tunnel: None,
             tls: false,
             shutdown: shutdown.clone(),
+            slot: Arc::new(state.connections.admit()),
+            listener: Arc::clone(&me),
+            tracker: tracker.clone(),
         });
         let span = tracing::debug_span!("conn", listener = kind, client = %client);
-        tracker.spawn(serve_connection(stream, Arc::clone(&state), conn).instrument(span));
+        tracker.spawn(first_bytes_then_serve(stream, Arc::clone(&state), conn).instrument(span));
     }
     tracker.close();
     let _ = tokio::time::timeout(DRAIN_GRACE, tracker.wait()).await;
 }
 
-/// Serve HTTP/1.1 or h2 on one client connection until it closes or shutdown.
-pub(crate) async fn serve_connection<I>(io: I, state: Arc<ProxyState>, conn: Arc<Conn>)
-where
+/// Wait (cheaply: no buffers yet) for a new connection's first bytes, then serve it.
+async fn first_bytes_then_serve(stream: TcpStream, state: Arc<ProxyState>, conn: Arc<Conn>) {
+    let accepted = Instant::now();
+    let wait = state.config.mitm.timeouts.request_head;
+    let ready = tokio::select! {
+        r = tokio::time::timeout(wait, stream.readable()) => matches!(r, Ok(Ok(()))),
+        () = conn.slot.state().evicted() => false,
+        () = conn.shutdown.cancelled() => false,
+    };
+    if ready {
+        serve_connection(stream, state, conn, accepted).await;
+    }
+}
+
+/// Serve HTTP/1.1 or h2 on one client connection until it closes, idles out,
+/// is evicted (connection cap) or shutdown.
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    state: Arc<ProxyState>,
+    conn: Arc<Conn>,
+    accepted: Instant,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = conn.shutdown.clone();
-    // The first head is read here so an oversize one gets a 400 with a reason.
-    let pre = tokio::select! {
-        r = head::first(io) => r,
-        () = shutdown.cancelled() => return,
+    let timeouts = state.config.mitm.timeouts;
+    let slot = Arc::clone(conn.slot.state());
+    let rules = head::HeadRules {
+        request_head: timeouts.request_head,
     };
-    let io = match pre {
-        Ok(head::Head::Serve(io)) => io,
-        Ok(head::Head::Closed | head::Head::Rejected) => return,
-        Err(e) => {
-            tracing::debug!(error = %e, "connection ended before a request head");
-            return;
-        }
-    };
+    let io = head::Guard::new(io, Arc::clone(&slot), rules, conn.client, accepted);
     let svc_conn = Arc::clone(&conn);
+    let svc_slot = Arc::clone(&slot);
     let svc = service_fn(move |req| {
+        let in_flight = svc_slot.begin();
         let state = Arc::clone(&state);
         let conn = Arc::clone(&svc_conn);
-        async move { Ok::<_, Infallible>(forward::handle(state, conn, req).await) }
+        async move {
+            let resp = forward::handle(state, conn, req).await;
+            Ok::<_, Infallible>(resp.map(|body| Tracked {
+                body,
+                _in_flight: in_flight,
+            }))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(256 * 1024);
     builder.http2().max_concurrent_streams(256);
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
-    let result = tokio::select! {
-        r = served.as_mut() => r,
-        () = shutdown.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.await
+    let idle = timeouts.idle_keepalive;
+    let watchdog = tokio::time::sleep(idle);
+    tokio::pin!(watchdog);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = served.as_mut() => break r,
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            () = slot.evicted(), if !closing => {
+                tracing::debug!("max_connections reached: closing this idle connection");
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            () = &mut watchdog, if !closing => match slot.idle_for() {
+                Some(d) if d >= idle => {
+                    tracing::debug!("idle_keepalive reached: closing");
+                    closing = true;
+                    served.as_mut().graceful_shutdown();
+                }
+                Some(d) => watchdog
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + idle.saturating_sub(d)),
+                None => watchdog.as_mut().reset(tokio::time::Instant::now() + idle),
+            },
         }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A response body that keeps its exchange counted as in flight on the
+/// connection until hyper has sent (or dropped) it.
+struct Tracked {
+    body: body::ProxyBody,
+    _in_flight: limits::InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, body::BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -12,13 +12,14 @@ use uuid::Uuid;
 
 use super::body::{Side, Tapped};
 use crate::capture::decode::decode_body;
-use crate::capture::redact::capture_headers;
-use crate::flow::{ErrorKind, Flow, FlowHub};
+use crate::capture::redact::{capture_headers, Redactor};
+use crate::flow::{ErrorKind, Flow, FlowHub, WsMessage};
 
 /// The shared, in-flight state of one exchange.
 #[derive(Debug)]
 pub struct Record {
     hub: FlowHub,
+    redactor: Arc<Redactor>,
     id: Uuid,
     max_body_size: usize,
     capture_bodies: bool,
@@ -32,6 +33,9 @@ struct State {
     request_encoding: Option<String>,
     response_encoding: Option<String>,
     request: Option<Tapped>,
+    /// The part of a request body the upstream never read (failed exchanges).
+    request_rest: Vec<Bytes>,
+    request_rest_total: u64,
     response: Option<Tapped>,
     end: Option<Instant>,
     error: Option<(ErrorKind, String)>,
@@ -39,17 +43,22 @@ struct State {
 
 impl Record {
     /// Publish `started` for `flow` and keep it until the exchange ends.
+    /// Every event published for the flow (and every live chunk) has been
+    /// through `redactor` first.
     pub fn start(
         hub: &FlowHub,
-        flow: Flow,
+        redactor: &Arc<Redactor>,
+        mut flow: Flow,
         request_encoding: Option<String>,
         max_body_size: usize,
         capture_bodies: bool,
     ) -> Arc<Self> {
+        redactor.flow(&mut flow);
         let flow = Arc::new(flow);
         hub.started(Arc::clone(&flow));
         Arc::new(Self {
             hub: hub.clone(),
+            redactor: Arc::clone(redactor),
             id: flow.id,
             max_body_size,
             capture_bodies,
@@ -59,6 +68,8 @@ impl Record {
                 request_encoding,
                 response_encoding: None,
                 request: None,
+                request_rest: Vec::new(),
+                request_rest_total: 0,
                 response: None,
                 end: None,
                 error: None,
@@ -71,6 +82,11 @@ impl Record {
         self.id
     }
 
+    /// Milliseconds since the request started.
+    pub fn elapsed_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
     /// Capture bound for bodies.
     pub fn max_body_size(&self) -> usize {
         self.max_body_size
@@ -81,26 +97,21 @@ impl Record {
     }
 
     /// The upstream answered: record status, headers, ttfb and its address.
-    pub fn responded(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        server: Option<SocketAddr>,
-        redact: &[String],
-    ) {
+    pub fn responded(&self, status: StatusCode, headers: &HeaderMap, server: Option<SocketAddr>) {
         let ttfb = self.start.elapsed().as_secs_f64() * 1000.0;
         let snapshot = {
             let mut st = self.lock();
             st.response_encoding = content_encoding(headers);
             let f = Arc::make_mut(&mut st.flow);
             f.status_code = Some(status.as_u16());
-            f.response_headers = capture_headers(headers, redact);
+            f.response_headers = capture_headers(headers, &[]);
             f.response_content_type = header_string(headers, http::header::CONTENT_TYPE);
             f.ttfb_ms = Some(ttfb);
             if let Some(addr) = server {
                 f.server_ip = Some(addr.ip().to_string());
                 f.server_port = Some(addr.port());
             }
+            self.redactor.flow(f);
             Arc::clone(&st.flow)
         };
         self.hub.responded(snapshot);
@@ -113,19 +124,79 @@ impl Record {
         st.error.get_or_insert((kind, message));
     }
 
-    /// A live slice of the response body.
-    pub fn response_chunk(&self, data: Bytes) {
-        self.hub.response_chunk(self.id, data);
+    /// Why the client's request body was refused as malformed, if it was.
+    pub fn request_protocol_error(&self) -> Option<String> {
+        let st = self.lock();
+        match &st.error {
+            Some((ErrorKind::Protocol, m))
+                if st.request.is_some() && st.flow.status_code.is_none() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        }
     }
 
-    /// One body ended (or was dropped); see [`Tapped`].
+    /// A WebSocket flow's messages (see `websocket.rs`), set once it has closed.
+    pub fn websocket_messages(&self, messages: Vec<WsMessage>) {
+        let mut st = self.lock();
+        let f = Arc::make_mut(&mut st.flow);
+        f.ws_messages = messages;
+        self.redactor.flow(f);
+    }
+
+    /// An open WebSocket flow's messages so far, shown to viewers (not stored).
+    pub fn websocket_progress(&self, messages: Vec<WsMessage>) {
+        let snapshot = {
+            let mut st = self.lock();
+            let f = Arc::make_mut(&mut st.flow);
+            f.ws_messages = messages;
+            self.redactor.flow(f);
+            Arc::clone(&st.flow)
+        };
+        self.hub.responded(snapshot);
+    }
+
+    /// A live slice of the response body.
+    pub fn response_chunk(&self, data: &Bytes) {
+        self.hub.response_chunk(self.id, self.redactor.body(data));
+    }
+
+    /// The rest of a request body that the upstream never read, read by the
+    /// handler after the upstream failed: stored after the tee's part.
+    pub fn request_rest(&self, chunks: &[Bytes], total: u64) {
+        let mut st = self.lock();
+        st.request_rest.extend_from_slice(chunks);
+        st.request_rest_total += total;
+    }
+
+    /// One body ended (or was dropped); see [`Tapped`]. A request body that
+    /// ended cleanly is shown at once (the prompt, while the answer streams)
+    /// when a live viewer is watching.
     pub fn body_done(&self, side: Side, mut tapped: Tapped) {
         let mut st = self.lock();
+        let clean = tapped.error.is_none();
         if let Some(err) = tapped.error.take() {
             st.error.get_or_insert(err);
         }
         match side {
-            Side::Request => st.request = Some(tapped),
+            Side::Request => {
+                if clean && self.hub.wants_chunks() {
+                    let st = &mut *st;
+                    let f = Arc::make_mut(&mut st.flow);
+                    f.request_body_size = tapped.total;
+                    if self.capture_bodies {
+                        f.request_body = decoded(
+                            st.request_encoding.as_deref(),
+                            tapped.captured.clone(),
+                            self.max_body_size,
+                        );
+                    }
+                    self.redactor.flow(f);
+                    self.hub.request_body(Arc::clone(&st.flow));
+                }
+                st.request = Some(tapped);
+            }
             Side::Response => {
                 st.end.get_or_insert_with(Instant::now);
                 st.response = Some(tapped);
@@ -145,11 +216,24 @@ impl Record {
                 "client went away before the upstream answered".into(),
             ));
         }
-        let request = st.request.take().unwrap_or_default();
+        let mut request = st.request.take().unwrap_or_default();
+        if !st.request_rest.is_empty() || st.request_rest_total > 0 {
+            let mut all = bytes::BytesMut::from(&request.captured[..]);
+            for chunk in st.request_rest.drain(..) {
+                let room = max.saturating_sub(all.len());
+                all.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            }
+            request.captured = all.freeze();
+            request.total += st.request_rest_total;
+        }
         let response = st.response.take().unwrap_or_default();
         let f = Arc::make_mut(&mut st.flow);
         f.request_body_size = request.total;
         f.response_body_size = response.total;
+        if st.response_encoding.is_none() {
+            // Offsets are of the wire bytes: they match the stored body only unencoded.
+            f.response_frames = response.frames;
+        }
         if capture {
             f.request_body = decoded(st.request_encoding.as_deref(), request.captured, max);
             f.response_body = decoded(st.response_encoding.as_deref(), response.captured, max);
@@ -163,6 +247,7 @@ impl Record {
             f.error_type = Some(kind);
             f.error_message = Some(message);
         }
+        self.redactor.flow(f);
         Arc::clone(&st.flow)
     }
 }

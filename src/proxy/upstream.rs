@@ -1,4 +1,4 @@
-//! The pooled upstream client: h2 and http/1.1 chosen by ALPN, TLS verified
+//! The upstream client: the connectors of the pool (`pool.rs`), TLS verified
 //! against the system roots (plus `upstream_ca`), and the mapping from its
 //! errors to the `error_type` a flow records.
 
@@ -12,27 +12,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 
 use super::body::TeeBody;
+use super::pool::{Pool, PoolError};
 use super::ProxyError;
 use crate::config::MitmConfig;
 use crate::flow::ErrorKind;
+use crate::tls::NoVerify;
 
 /// The connector every upstream connection goes through.
 pub type Connector = HttpsConnector<HttpConnector<Resolver>>;
 
 /// The pooled client shared by all listeners of one engine.
-pub type UpstreamClient = Client<Connector, TeeBody<Incoming>>;
+pub type UpstreamClient = Pool<TeeBody<super::body::Reclaim>>;
 
 /// How long the proxy waits for upstream before answering 504.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +57,17 @@ pub fn build_client(cfg: &MitmConfig, timeouts: Timeouts) -> Result<UpstreamClie
     http.set_nodelay(true);
     http.set_connect_timeout(Some(timeouts.connect));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+    let any = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
         .https_or_http()
         .enable_all_versions()
+        .wrap_connector(http.clone());
+    let h1 = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .http2_adaptive_window(true)
-        .build(https))
+    Ok(Pool::new(any, h1, timeouts.connect))
 }
 
 /// The rustls client configuration for upstream TLS.
@@ -122,55 +118,6 @@ fn upstream_roots(extra: Option<&Path>) -> Result<RootCertStore, ProxyError> {
         }
     }
     Ok(roots)
-}
-
-/// `ssl_insecure: true`: accept any upstream certificate (signatures still checked).
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Name resolution through the system resolver, except that `*.invalid`
@@ -256,9 +203,14 @@ pub fn classify_error(err: &(dyn StdError + 'static)) -> ErrorKind {
                 kind.get_or_insert(ErrorKind::Protocol);
             }
         }
-        if let Some(h2) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if h2.is_connect() {
-                kind.get_or_insert(ErrorKind::Connect);
+        if let Some(p) = e.downcast_ref::<PoolError>() {
+            match p {
+                PoolError::ConnectTimeout(_) => return ErrorKind::Timeout,
+                PoolError::Closed => return ErrorKind::Reset,
+                PoolError::Connect(_) => {
+                    kind.get_or_insert(ErrorKind::Connect);
+                }
+                PoolError::Handshake(_) | PoolError::Request(_) | PoolError::NoHost(_) => {}
             }
         }
         cur = next_cause(e);

@@ -111,6 +111,100 @@ pub async fn ensure_cluster(home: &Path, tuning: Tuning) -> Result<Option<Manage
     Ok(Some(managed))
 }
 
+/// What the supervisor did (for the store's `restarts` counter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervision {
+    /// The server was gone and runs again.
+    Restarted {
+        /// Tries it took.
+        attempt: u32,
+    },
+    /// A try failed; the next one is after a backoff.
+    Failed {
+        /// Which try.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// How often the supervisor looks at `postmaster.pid`.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Watch the home's managed server and start it again whenever it is gone
+/// (killed, crashed, stopped by hand), with backoff and one log line per try,
+/// until `stop` says so. `report` hears of every try.
+pub async fn supervise(
+    home: PathBuf,
+    tuning: Tuning,
+    mut stop: tokio::sync::watch::Receiver<Option<std::time::Instant>>,
+    report: impl Fn(Supervision) + Send,
+) {
+    let data = match locate(&home) {
+        Ok(loc) => loc.data_dir(),
+        Err(e) => {
+            tracing::error!("managed database: not supervised: {e}");
+            return;
+        }
+    };
+    let mut backoff = RESTART_BACKOFF_MIN;
+    let mut attempt = 0u32;
+    let mut wait = WATCH_EVERY;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if stop.borrow().is_some() {
+            return;
+        }
+        wait = WATCH_EVERY;
+        if running_pid(&data).is_some() {
+            continue;
+        }
+        attempt += 1;
+        tracing::warn!(
+            data = %data.display(),
+            attempt,
+            "the managed database is not running (killed or crashed); starting it again"
+        );
+        let started = Instant::now();
+        match ensure_cluster(&home, tuning).await {
+            Ok(Some(_)) => {
+                tracing::warn!(
+                    data = %data.display(),
+                    attempt,
+                    pid = running_pid(&data).unwrap_or_default(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "the managed database was restarted"
+                );
+                report(Supervision::Restarted { attempt });
+                attempt = 0;
+                backoff = RESTART_BACKOFF_MIN;
+            }
+            Ok(None) => {
+                tracing::error!("the PostgreSQL server binaries are gone: the managed database is no longer supervised");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(
+                    attempt,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "restarting the managed database failed: {e}"
+                );
+                report(Supervision::Failed {
+                    attempt,
+                    error: e.to_string(),
+                });
+                wait = backoff;
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
 /// Stop the home's managed server if it runs (for `ccproxy stop`); `Ok(true)` when it was running.
 pub async fn stop(cfg: &Config) -> Result<bool, StoreError> {
     let home = cfg.home.clone();
@@ -206,8 +300,8 @@ pub fn locate(home: &Path) -> Result<Location, StoreError> {
         });
     }
     let key = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
-    let dir = PathBuf::from(format!(
-        "/var/tmp/ccproxy-pg-{:016x}",
+    let dir = relocation_parent().join(format!(
+        "pg-{:016x}",
         fnv1a(key.as_os_str().as_encoded_bytes())
     ));
     Ok(Location {
@@ -215,6 +309,99 @@ pub fn locate(home: &Path) -> Result<Location, StoreError> {
         relocated: true,
         run_as,
     })
+}
+
+/// Where relocated clusters live: as root `/var/lib/ccproxy` (root's, 0711,
+/// so other users cannot plant anything in it), else `/var/tmp/ccproxy-<uid>`
+/// (the user's own, 0700).
+pub fn relocation_parent() -> PathBuf {
+    let uid = Uid::effective();
+    if uid.is_root() {
+        PathBuf::from("/var/lib/ccproxy")
+    } else {
+        PathBuf::from(format!("/var/tmp/ccproxy-{}", uid.as_raw()))
+    }
+}
+
+/// Create `parent/name` for a cluster without trusting anything already
+/// there: `parent` is made (mode `parent_mode`) or must be a real directory
+/// of ours that nobody else can write; `name` is made with `mkdir` (which
+/// never follows a symlink), handed to `owner`, and checked again. A
+/// symlink, a file or a directory of someone else at either path is an error
+/// that says what holds it.
+pub fn secure_cluster_dir(
+    parent: &Path,
+    parent_mode: u32,
+    name: &str,
+    owner: Option<(Uid, Gid)>,
+) -> Result<PathBuf, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = Uid::effective().as_raw();
+    let held = |p: &Path, what: String| {
+        StoreError::Managed(format!(
+            "{} is held by something else ({what}); remove it (or set DATABASE_URL) and start again",
+            p.display()
+        ))
+    };
+    match fs::DirBuilder::new().mode(parent_mode).create(parent) {
+        Ok(()) => fs::set_permissions(parent, fs::Permissions::from_mode(parent_mode))
+            .map_err(|e| StoreError::Managed(format!("cannot chmod {}: {e}", parent.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(StoreError::Managed(format!(
+                "cannot create {}: {e}",
+                parent.display()
+            )))
+        }
+    }
+    let check = |p: &Path, uids: &[u32], forbidden: u32| -> Result<(), StoreError> {
+        let m = fs::symlink_metadata(p)
+            .map_err(|e| StoreError::Managed(format!("cannot inspect {}: {e}", p.display())))?;
+        if m.file_type().is_symlink() {
+            return Err(held(p, "a symbolic link".into()));
+        }
+        if !m.is_dir() {
+            return Err(held(p, "not a directory".into()));
+        }
+        if !uids.contains(&m.uid()) {
+            return Err(held(p, format!("owned by uid {}", m.uid())));
+        }
+        if m.mode() & forbidden != 0 {
+            return Err(held(p, format!("mode {:o}", m.mode() & 0o7777)));
+        }
+        Ok(())
+    };
+    check(parent, &[me], 0o022)?;
+    let dir = parent.join(name);
+    let server = owner.map_or(me, |(u, _)| u.as_raw());
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchownat(
+                    None,
+                    &dir,
+                    Some(uid),
+                    Some(gid),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| {
+                    StoreError::Managed(format!(
+                        "cannot give {} to the postgres user: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(StoreError::Managed(format!(
+                "cannot create {}: {e}",
+                dir.display()
+            )))
+        }
+    }
+    check(&dir, &[server], 0o077)?;
+    Ok(dir)
 }
 
 /// `Some(postgres)` when we are root (the server refuses to run as root).
@@ -264,13 +451,28 @@ fn start_blocking(home: &Path, tuning: Tuning) -> Result<Option<Managed>, StoreE
     fs::create_dir_all(home).map_err(|e| io("create", home, e))?;
     let loc = locate(home)?;
     let dir = &loc.cluster_dir;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io("create", dir, e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io("chmod", dir, e))?;
-    chown_to_server(&loc, dir)?;
+    if loc.relocated {
+        let parent = relocation_parent();
+        let mode = if Uid::effective().is_root() {
+            0o711
+        } else {
+            0o700
+        };
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| StoreError::Managed(format!("bad cluster path {}", dir.display())))?;
+        secure_cluster_dir(&parent, mode, name, loc.run_as)?;
+    } else {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io("create", dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("chmod", dir, e))?;
+        chown_to_server(&loc, dir)?;
+    }
 
     let lock_path = dir.join(".ccproxy.lock");
     let lock_file = File::create(&lock_path).map_err(|e| io("create", &lock_path, e))?;
@@ -472,14 +674,105 @@ mod tests {
         assert_ne!(fnv1a(b"/root/.ccproxy"), fnv1a(b"/home/a/.ccproxy"));
     }
 
+    fn owner() -> Option<(Uid, Gid)> {
+        server_identity().ok().flatten()
+    }
+
+    #[test]
+    fn a_relocated_cluster_dir_is_made_private_and_owned() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let parent = tmp.path().join("ccproxy");
+        let dir = secure_cluster_dir(&parent, 0o711, "pg-1", owner()).expect("create");
+        let m = fs::symlink_metadata(&dir).expect("meta");
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o777, 0o700);
+        let want = owner().map_or(Uid::effective().as_raw(), |(u, _)| u.as_raw());
+        assert_eq!(m.uid(), want);
+        assert_eq!(fs::metadata(&parent).expect("meta").mode() & 0o777, 0o711);
+        // Again: an existing directory of ours is accepted.
+        assert_eq!(
+            secure_cluster_dir(&parent, 0o711, "pg-1", owner()).expect("again"),
+            dir
+        );
+    }
+
+    #[test]
+    fn a_symlink_at_the_cluster_path_is_refused_and_not_followed() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let parent = tmp.path().join("ccproxy");
+        fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&parent)
+            .expect("parent");
+        let victim = tmp.path().join("victim");
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&victim)
+            .expect("victim");
+        std::os::unix::fs::symlink(&victim, parent.join("pg-2")).expect("symlink");
+        let err = secure_cluster_dir(&parent, 0o711, "pg-2", owner())
+            .expect_err("a symlink must be refused")
+            .to_string();
+        assert!(
+            err.contains("symbolic link") && err.contains("pg-2"),
+            "{err}"
+        );
+        let m = fs::metadata(&victim).expect("meta");
+        assert_eq!(m.mode() & 0o777, 0o755, "the target was changed");
+        assert_eq!(
+            m.uid(),
+            Uid::effective().as_raw(),
+            "the target was given away"
+        );
+    }
+
+    #[test]
+    fn a_plain_file_or_a_foreign_parent_is_a_clear_error() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let parent = tmp.path().join("ccproxy");
+        fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&parent)
+            .expect("parent");
+        fs::write(parent.join("pg-3"), b"squatter").expect("file");
+        let err = secure_cluster_dir(&parent, 0o711, "pg-3", owner())
+            .expect_err("a file must be refused")
+            .to_string();
+        assert!(
+            err.contains("not a directory") && err.contains("remove it"),
+            "{err}"
+        );
+        // A parent anyone can write to is not trusted.
+        let open = tmp.path().join("open");
+        fs::DirBuilder::new()
+            .mode(0o777)
+            .create(&open)
+            .expect("open");
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = secure_cluster_dir(&open, 0o711, "pg-4", owner())
+            .expect_err("a world-writable parent must be refused")
+            .to_string();
+        assert!(err.contains("mode 777"), "{err}");
+        // A symlinked parent likewise.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&parent, &link).expect("symlink");
+        let err = secure_cluster_dir(&link, 0o711, "pg-5", owner())
+            .expect_err("a symlinked parent must be refused")
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+
     #[test]
     fn long_homes_relocate_the_socket() {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
         let loc = locate(&long).expect("locate");
         assert!(loc.relocated);
-        assert!(loc.cluster_dir.starts_with("/var/tmp"));
-        assert!(loc
-            .url("ccproxy")
-            .starts_with("postgresql:///ccproxy?host=/var/tmp/"));
+        assert!(loc.cluster_dir.starts_with(relocation_parent()));
+        assert!(loc.url("ccproxy").starts_with(&format!(
+            "postgresql:///ccproxy?host={}/pg-",
+            relocation_parent().display()
+        )));
     }
 }

@@ -9,11 +9,24 @@ use super::row::{sql_type, COLUMNS, TABLE};
 use super::StoreError;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (2, "0002_llm", include_str!("../../migrations/0002_llm.sql")),
+    (
+        3,
+        "0003_team",
+        include_str!("../../migrations/0003_team.sql"),
+    ),
+    (
+        4,
+        "0004_websocket",
+        include_str!("../../migrations/0004_websocket.sql"),
+    ),
+];
 
 /// Key for `pg_advisory_xact_lock` ("ccproxy" in ASCII).
 const LOCK_KEY: i64 = 0x0063_6370_726f_7879;
@@ -23,10 +36,13 @@ pub fn latest_version() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
-/// Apply pending migrations, then check the table has every column the writer
+/// Apply pending migrations, partition the table by day (converting or
+/// finishing the conversion of an unpartitioned one, see
+/// [`super::partition`]), then check the table has every column the writer
 /// fills. Returns how many migrations were applied now.
 pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
     let mut applied = 0;
+    let mut llm_added = false;
     for (version, name, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!(
@@ -58,11 +74,34 @@ pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
             )
             .await?;
             applied += 1;
+            llm_added |= *version == 2;
             tracing::info!(migration = name, "applied");
         }
         tx.commit().await?;
     }
+    super::partition::ensure(client).await?;
     check_columns(client).await?;
+    if llm_added {
+        // Fill the new columns of the rows stored before, when that is quick;
+        // a big table is left to `ccproxy db backfill`.
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])
+            .await?
+            .get(0);
+        if rows <= super::llm::BACKFILL_AT_MIGRATE {
+            let done = super::llm::backfill(client, crate::llm::PriceTable::shared()).await?;
+            tracing::info!(
+                rows = done.rows,
+                llm = done.llm,
+                "backfilled the LLM columns"
+            );
+        } else {
+            tracing::warn!(
+                rows,
+                "run `ccproxy db backfill` to fill the LLM columns of older rows"
+            );
+        }
+    }
     Ok(applied)
 }
 

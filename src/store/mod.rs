@@ -6,8 +6,12 @@
 //! cluster, else memory only), and starts the writer, the spool overflow task and the retention task. The
 //! proxy hands completed flows to [`Store::sink`] and never waits on it.
 
+pub mod connect;
+pub mod identity;
+pub mod llm;
 pub mod managed;
 pub mod migrate;
+pub mod partition;
 pub mod query;
 pub mod row;
 pub mod spool;
@@ -21,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::flow::{Flow, FlowSink};
@@ -52,6 +56,9 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The server could not be reached or refused the session (TLS, password).
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
     /// No database is configured and no server binaries exist.
     #[error("no database: set DATABASE_URL (or database_url in the config), or install the PostgreSQL server (e.g. apt install postgresql) for a managed local one")]
     NoDatabase,
@@ -68,22 +75,26 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Open a session (no TLS: unix sockets and local servers); the connection
-/// task runs in the background until the client is dropped.
-pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
+/// Open a session: TLS as `sslmode` says (see [`connect`]), the password
+/// from the URL, `PGPASSWORD` or the pgpass file; the connection task runs
+/// in the background until the client is dropped.
+pub async fn connect(url: &str) -> Result<Client, StoreError> {
+    let opts = connect::parse(url).map_err(StoreError::Connect)?;
+    connect::connect_with(&opts)
+        .await
+        .map_err(StoreError::Connect)
+}
+
+/// [`connect`], and remember for `status` which server it is and whether the session is encrypted.
+pub async fn connect_recorded(url: &str, shared: &Shared) -> Result<Client, StoreError> {
+    let opts = connect::parse(url).map_err(StoreError::Connect)?;
+    let client = connect::connect_with(&opts)
+        .await
+        .map_err(StoreError::Connect)?;
+    let sec = connect::security(&client, &opts).await;
+    if let Ok(mut s) = shared.security.lock() {
+        *s = Some(sec);
     }
-    if config.get_application_name().is_none() {
-        config.application_name("ccproxy");
-    }
-    let (client, conn) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "database connection ended");
-        }
-    });
     Ok(client)
 }
 
@@ -173,6 +184,13 @@ pub struct StoreStats {
     pub state: StorageState,
     /// Database in use, password removed (`None` when off).
     pub database: Option<String>,
+    /// The server and whether the last session to it was encrypted (`None`
+    /// until the first connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<connect::Security>,
+    /// Who this engine's rows are recorded as (`capture_host`, `capture_user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<identity::Identity>,
     /// `managed` (local cluster), `url` (configured server) or `memory`.
     pub source: String,
     /// Rows committed to the table.
@@ -189,6 +207,12 @@ pub struct StoreStats {
     pub dropped: u64,
     /// Last error, if any.
     pub last_error: Option<String>,
+    /// Last spool error (cannot write, full, a damaged segment), kept apart from `last_error`.
+    #[serde(default)]
+    pub spool_error: Option<String>,
+    /// Times the managed database was found dead and restarted.
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// The storage subsystem of a running engine.
@@ -204,6 +228,10 @@ pub struct Store {
     overflow: Option<JoinHandle<()>>,
     retention: Option<JoinHandle<()>>,
     managed: Option<managed::Managed>,
+    /// The managed server's supervisor and the home it watches.
+    supervisor: Option<(JoinHandle<()>, std::path::PathBuf)>,
+    /// `durability: spool-first`: the journal and its thread.
+    journal: Option<(Arc<writer::Journal>, std::thread::JoinHandle<()>)>,
 }
 
 /// Memory-only mode: flows are shown, not stored.
@@ -252,7 +280,8 @@ impl Store {
         shared.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
         let spool: SharedSpool = Arc::new(Mutex::new(spool));
 
-        let client = match connect(&url).await {
+        identity::init(cfg);
+        let client = match connect_recorded(&url, &shared).await {
             Ok(mut client) => match migrate::migrate(&mut client).await {
                 Ok(_) => Some(client),
                 Err(StoreError::Db(e)) if e.as_db_error().is_none() => {
@@ -266,9 +295,8 @@ impl Store {
             },
             Err(e) => {
                 shared.error(format!(
-                    "database {} unavailable ({}); spooling to {} until it answers",
+                    "database {} unavailable ({e}); spooling to {} until it answers",
                     redact_url(&url),
-                    describe(&e),
                     spool_dir.display()
                 ));
                 None
@@ -278,6 +306,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(cfg.mitm.buffer_size.max(1));
         let (otx, orx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(None);
+        let stop_rx_for_supervisor = stop_rx.clone();
         let (stop_overflow, overflow_rx) = watch::channel(None);
         let w = Writer::new(
             url.clone(),
@@ -295,18 +324,53 @@ impl Store {
             Arc::clone(&spool),
             overflow_rx,
         ));
-        let retention = cfg
-            .mitm
-            .retention
-            .map(|age| tokio::spawn(retention_task(url.clone(), age, stop_rx)));
+        let retention = Some(tokio::spawn(maintenance_task(
+            url.clone(),
+            cfg.mitm.retention,
+            stop_rx,
+        )));
         let queue = Some(tx.downgrade());
-        let sink: Arc<dyn FlowSink> = Arc::new(StoreSink {
+        let supervisor = (source == "managed").then(|| {
+            let sh = Arc::clone(&shared);
+            let report = move |ev: managed::Supervision| {
+                if let managed::Supervision::Restarted { .. } = ev {
+                    sh.restarts.fetch_add(1, Ordering::Relaxed);
+                    sh.wake.notify_one();
+                }
+            };
+            let home = cfg.home.clone();
+            let task = managed::supervise(
+                home.clone(),
+                managed::Tuning::Durable,
+                stop_rx_for_supervisor,
+                report,
+            );
+            (tokio::spawn(task), home)
+        });
+        let batch_sink = StoreSink {
             tx,
             overflow: otx,
             shared: Arc::clone(&shared),
-            spool,
+            spool: Arc::clone(&spool),
             max_bytes: cfg.mitm.spool_max_bytes,
-        });
+        };
+        let (sink, journal): (Arc<dyn FlowSink>, _) = match cfg.mitm.durability {
+            crate::config::Durability::Batch => (Arc::new(batch_sink), None),
+            crate::config::Durability::SpoolFirst => {
+                let (journal, thread) =
+                    writer::Journal::start(Arc::clone(&shared), Arc::clone(&spool)).map_err(
+                        |source| StoreError::Spool {
+                            path: spool_dir.clone(),
+                            source,
+                        },
+                    )?;
+                let sink = writer::JournalSink {
+                    journal: Arc::clone(&journal),
+                    fallback: batch_sink,
+                };
+                (Arc::new(sink), Some((journal, thread)))
+            }
+        };
         Ok(Store {
             shared,
             sink,
@@ -319,6 +383,8 @@ impl Store {
             overflow: Some(overflow),
             retention,
             managed,
+            supervisor,
+            journal,
         })
     }
 
@@ -345,6 +411,8 @@ impl Store {
             overflow: None,
             retention: None,
             managed: None,
+            supervisor: None,
+            journal: None,
         }
     }
 
@@ -369,6 +437,8 @@ impl Store {
         StoreStats {
             state: sh.state(),
             database: self.database.clone(),
+            connection: sh.security.lock().ok().and_then(|s| s.clone()),
+            identity: (self.source != "memory").then(|| (*identity::current()).clone()),
             source: self.source.to_string(),
             written: sh.written.load(Ordering::Relaxed),
             queued,
@@ -377,6 +447,8 @@ impl Store {
             replayed: sh.replayed.load(Ordering::Relaxed),
             dropped: sh.dropped.load(Ordering::Relaxed),
             last_error: sh.last_error.lock().ok().and_then(|e| e.clone()),
+            spool_error: sh.spool_error.lock().ok().and_then(|e| e.clone()),
+            restarts: sh.restarts.load(Ordering::Relaxed),
         }
     }
 
@@ -386,7 +458,12 @@ impl Store {
     pub async fn shutdown(mut self, deadline: Duration) {
         let until = std::time::Instant::now() + deadline;
         let end = tokio::time::Instant::from_std(until) + Duration::from_secs(2);
-        // Overflow first, so the writer's final replay sees everything.
+        // The journal first: what it holds goes to the spool.
+        if let Some((journal, thread)) = self.journal.take() {
+            journal.close();
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        // Overflow next, so the writer's final replay sees everything.
         let _ = self.stop_overflow.send(Some(until));
         if let Some(h) = self.overflow.take() {
             let _ = tokio::time::timeout_at(end, h).await;
@@ -400,7 +477,26 @@ impl Store {
         if let Some(h) = self.retention.take() {
             h.abort();
         }
-        if let Some(m) = self.managed.take().filter(|m| m.started_by_us) {
+        // The supervisor saw the stop signal; let a restart in progress finish.
+        let mut restarted_home = None;
+        if let Some((h, home)) = self.supervisor.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(70), h).await;
+            if self.shared.restarts.load(Ordering::Relaxed) > 0 {
+                restarted_home = Some(home);
+            }
+        }
+        if let (None, Some(home)) = (&self.managed, restarted_home.clone()) {
+            // Started by the supervisor only: ours to stop.
+            let stopped = tokio::task::spawn_blocking(move || managed::stop_home(&home)).await;
+            if let Ok(Err(e)) = stopped {
+                tracing::error!("{e}");
+            }
+        }
+        if let Some(m) = self
+            .managed
+            .take()
+            .filter(|m| m.started_by_us || restarted_home.is_some())
+        {
             let dir = m.cluster_dir.clone();
             let stopped = tokio::task::spawn_blocking(move || managed::stop_managed(&m)).await;
             if let Ok(Err(e)) = stopped {
@@ -410,7 +506,8 @@ impl Store {
     }
 }
 
-/// Delete flows older than `age`, in batches of [`PRUNE_BATCH`] rows so no lock is held long.
+/// Remove flows older than `age`: whole daily partitions are dropped, rows
+/// are deleted (in batches) only where the cutoff falls inside a partition.
 pub async fn prune(client: &Client, age: Duration) -> Result<u64, StoreError> {
     // Older than anything PostgreSQL can store means "nothing to delete".
     let floor = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
@@ -420,30 +517,17 @@ pub async fn prune(client: &Client, age: Duration) -> Result<u64, StoreError> {
         .ok()
         .and_then(|age| chrono::Utc::now().naive_utc().checked_sub_signed(age))
         .map_or(floor, |c| c.max(floor));
-    let stmt = client
-        .prepare(&format!(
-            "DELETE FROM {TABLE} WHERE ctid = ANY(ARRAY(\
-             SELECT ctid FROM {TABLE} WHERE start_time < $1 LIMIT {PRUNE_BATCH}))",
-            TABLE = row::TABLE
-        ))
-        .await?;
-    let mut total = 0;
-    loop {
-        let n = client.execute(&stmt, &[&cutoff]).await?;
-        total += n;
-        if n < PRUNE_BATCH {
-            return Ok(total);
-        }
-    }
+    partition::prune_before(client, cutoff).await
 }
 
 /// Rows deleted per retention statement.
-pub const PRUNE_BATCH: u64 = 5_000;
+pub const PRUNE_BATCH: u64 = partition::DELETE_BATCH;
 
-/// Apply `retention` shortly after start and then hourly.
-async fn retention_task(
+/// Shortly after start and then hourly: create the partitions ahead, move
+/// rows out of the default partition, and apply `retention` when set.
+async fn maintenance_task(
     url: String,
-    age: Duration,
+    age: Option<Duration>,
     mut stop: watch::Receiver<Option<std::time::Instant>>,
 ) {
     let mut wait = Duration::from_secs(10);
@@ -453,13 +537,24 @@ async fn retention_task(
             _ = stop.changed() => return,
         }
         wait = Duration::from_secs(3600);
-        match connect(&url).await {
-            Ok(client) => match prune(&client, age).await {
+        let mut client = match connect(&url).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("maintenance: {e}");
+                continue;
+            }
+        };
+        match partition::maintain(&mut client).await {
+            Ok(r) if r.created > 0 => tracing::info!(created = r.created, "partitions created"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("partitions: {e}"),
+        }
+        if let Some(age) = age {
+            match prune(&client, age).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "retention: pruned old flows"),
                 Err(e) => tracing::warn!("retention: {e}"),
-            },
-            Err(e) => tracing::debug!("retention: {}", describe(&e)),
+            }
         }
     }
 }
@@ -492,7 +587,8 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo, StoreError> {
         let r = client
             .query_one(
                 &format!(
-                    "SELECT count(*), pg_size_pretty(pg_total_relation_size('{t}')) FROM {t}",
+                    "SELECT count(*), pg_size_pretty((SELECT sum(pg_total_relation_size(relid)) \
+                     FROM pg_partition_tree('{t}'))::bigint) FROM {t}",
                     t = row::TABLE
                 ),
                 &[],

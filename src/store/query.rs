@@ -27,7 +27,6 @@ impl Reader {
         use anyhow::Context as _;
         let client = super::connect(url)
             .await
-            .map_err(super::StoreError::Db)
             .with_context(|| format!("cannot read flows from {}", super::redact_url(url)))?;
         Ok(Self { client })
     }
@@ -91,6 +90,36 @@ impl Reader {
                     .await?
             }
         };
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+/// Flows that carry a session id (bodies included), for `sessions` / `session`.
+impl Reader {
+    /// Up to `limit` flows with a session id started at or after `since`
+    /// (all when `None`), oldest first; only `session` when it is given, only
+    /// those captured on `capture_host` (case-insensitive) when it is given.
+    pub async fn with_session(
+        &self,
+        since: Option<DateTime<Utc>>,
+        session: Option<&str>,
+        capture_host: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Flow>> {
+        let cols = select_list();
+        let since = since.map_or(DateTime::UNIX_EPOCH.naive_utc(), |t| t.naive_utc());
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {cols} FROM {TABLE} WHERE session_id IS NOT NULL \
+                     AND start_time >= $1 AND ($2::TEXT IS NULL OR session_id = $2) \
+                     AND ($4::TEXT IS NULL OR lower(capture_host) = lower($4)) \
+                     ORDER BY start_time ASC LIMIT $3"
+                ),
+                &[&since, &session, &limit, &capture_host],
+            )
+            .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 }

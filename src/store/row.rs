@@ -18,7 +18,7 @@ use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use serde::ser::{SerializeMap, Serializer};
 use tokio_postgres::Row;
 
-use crate::flow::{Direction, ErrorKind, Flow, Headers, TrafficType};
+use crate::flow::{Direction, ErrorKind, Flow, Headers, TrafficType, WsFrom, WsMessage, WsOpcode};
 
 /// The table every flow goes to.
 pub const TABLE: &str = "\"CCProxy_HttpTraces\"";
@@ -56,7 +56,40 @@ pub const COLUMNS: &[(&str, Type)] = &[
     ("model", Type::TEXT),
     ("input_tokens", Type::INT4),
     ("output_tokens", Type::INT4),
+    // Migration 0002: what the exchange means (see `store::llm`).
+    ("api", Type::TEXT),
+    ("response_model", Type::TEXT),
+    ("stop_reason", Type::TEXT),
+    ("cache_read_tokens", Type::INT4),
+    ("cache_creation_tokens", Type::INT4),
+    ("reasoning_tokens", Type::INT4),
+    ("ttft_ms", Type::FLOAT8),
+    ("cost_usd", Type::FLOAT8),
+    ("tool_calls", Type::JSONB),
+    ("ratelimit", Type::JSONB),
+    ("agent", Type::TEXT),
+    ("mcp_method", Type::TEXT),
+    ("provider", Type::TEXT),
+    ("response_id", Type::TEXT),
+    ("stream", Type::BOOL),
+    ("output_tokens_per_s", Type::FLOAT8),
+    ("message_count", Type::INT4),
+    ("system_bytes", Type::INT4),
+    ("tools_bytes", Type::INT4),
+    ("tool_results", Type::JSONB),
+    ("llm_error", Type::TEXT),
+    ("llm_version", Type::INT4),
+    // Migration 0003: who captured it.
+    ("capture_host", Type::TEXT),
+    ("capture_user", Type::TEXT),
+    // Migration 0004: a WebSocket flow's messages.
+    ("ws_messages", Type::JSONB),
 ];
+
+/// Where the LLM columns (`store::llm::LlmValues`) start in [`COLUMNS`].
+pub const LLM_START: usize = 31;
+/// Just past the LLM columns (`llm_version` is the last of them).
+pub const LLM_END: usize = LLM_START + 22;
 
 /// The SQL type name of a column type (for staging DDL and fix-it messages).
 pub fn sql_type(t: &Type) -> &'static str {
@@ -196,12 +229,44 @@ pub struct RowValues<'a> {
     model: Option<String>,
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
+    llm: super::llm::LlmValues,
+    capture_host: Cow<'a, str>,
+    capture_user: Cow<'a, str>,
+    ws_messages: Option<WsJson<'a>>,
 }
 
 impl<'a> RowValues<'a> {
     /// Borrow a flow as row values.
     pub fn new(f: &'a Flow) -> Self {
-        let usage = response_usage(f);
+        let capture_host = match f.capture_host.as_deref() {
+            Some(h) => pg_text(h),
+            None => Cow::Owned(super::identity::current().host.clone()),
+        };
+        let capture_user = match f.capture_user.as_deref() {
+            Some(u) => pg_text(u),
+            None => Cow::Owned(super::identity::current().user.clone()),
+        };
+        let analysis = f.llm.clone().or_else(|| {
+            // Not through the analysis stage (tests, tools): analyse LLM traffic here.
+            matches!(f.traffic_type, TrafficType::Llm | TrafficType::Mcp)
+                .then(|| crate::llm::analyze(f, crate::llm::PriceTable::shared()))
+                .flatten()
+                .map(std::sync::Arc::new)
+        });
+        let llm = super::llm::LlmValues::new(analysis.as_deref());
+        let usage = if analysis.is_some() {
+            Usage {
+                input: llm.input_tokens,
+                output: llm.output_tokens,
+            }
+        } else {
+            response_usage(f)
+        };
+        let model = if analysis.is_some() {
+            llm.model.clone().or_else(|| request_model(f))
+        } else {
+            request_model(f)
+        };
         Self {
             trace_id: f.id.to_string(),
             method: pg_text(&f.method),
@@ -231,15 +296,19 @@ impl<'a> RowValues<'a> {
             session_id: pg_opt(f.session_id.as_deref()),
             ttfb_ms: f.ttfb_ms,
             http_version: pg_text(&f.http_version),
-            model: request_model(f),
+            model,
             input_tokens: usage.input,
             output_tokens: usage.output,
+            capture_host,
+            capture_user,
+            llm,
+            ws_messages: (!f.ws_messages.is_empty()).then_some(WsJson(&f.ws_messages)),
         }
     }
 
     /// The values in [`COLUMNS`] order.
-    pub fn as_params(&self) -> [&(dyn ToSql + Sync); 31] {
-        [
+    pub fn as_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut v: Vec<&(dyn ToSql + Sync)> = vec![
             &self.trace_id,
             &self.method,
             &self.url,
@@ -271,8 +340,101 @@ impl<'a> RowValues<'a> {
             &self.model,
             &self.input_tokens,
             &self.output_tokens,
-        ]
+        ];
+        v.extend(self.llm.as_params());
+        v.push(&self.capture_host);
+        v.push(&self.capture_user);
+        v.push(&self.ws_messages);
+        v
     }
+}
+
+/// WebSocket messages as a JSONB array: `{"from", "t_ms", "opcode", "size"}`
+/// plus `"text"` (text messages, lossy UTF-8, NUL as U+FFFD) or `"base64"`
+/// (everything else), and `"compressed": true` for permessage-deflate.
+#[derive(Debug)]
+pub struct WsJson<'a>(pub &'a [WsMessage]);
+
+impl serde::Serialize for WsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for m in self.0 {
+            let mut obj = serde_json::Map::new();
+            obj.insert("from".into(), m.from.as_str().into());
+            obj.insert("t_ms".into(), m.offset_ms.into());
+            obj.insert("opcode".into(), m.opcode.as_str().into());
+            obj.insert("size".into(), m.size.into());
+            if m.opcode == WsOpcode::Text && !m.compressed {
+                let text = String::from_utf8_lossy(&m.data);
+                obj.insert("text".into(), pg_text(&text).into_owned().into());
+            } else {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&m.data);
+                obj.insert("base64".into(), b64.into());
+            }
+            if m.compressed {
+                obj.insert("compressed".into(), true.into());
+            }
+            seq.serialize_element(&obj)?;
+        }
+        seq.end()
+    }
+}
+
+impl ToSql for WsJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        serde_json::to_writer(out.writer(), self)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+
+    to_sql_checked!();
+}
+
+/// The reverse of [`WsJson`]; entries it cannot read are skipped.
+fn ws_from_json(v: Option<serde_json::Value>) -> Vec<WsMessage> {
+    use base64::Engine;
+    let Some(serde_json::Value::Array(items)) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|m| {
+            let from = WsFrom::parse(m.get("from")?.as_str()?)?;
+            let opcode = WsOpcode::parse(m.get("opcode")?.as_str()?)?;
+            let data = if let Some(t) = m.get("text").and_then(serde_json::Value::as_str) {
+                bytes::Bytes::from(t.to_string())
+            } else {
+                let b = m.get("base64").and_then(serde_json::Value::as_str)?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .ok()?
+                    .into()
+            };
+            Some(WsMessage {
+                from,
+                offset_ms: m.get("t_ms").and_then(serde_json::Value::as_f64)?,
+                opcode,
+                size: m.get("size").and_then(serde_json::Value::as_u64)?,
+                data,
+                compressed: m
+                    .get("compressed")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
+            })
+        })
+        .collect()
 }
 
 /// The `model` of a JSON request body (`{"model": "claude-…", …}`). A body
@@ -424,7 +586,9 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
         Some("reverse") => Direction::Reverse,
         _ => Direction::Forward,
     };
-    Ok(Flow {
+    let mut flow = Flow {
+        capture_host: row.try_get("capture_host")?,
+        capture_user: row.try_get("capture_user")?,
         id: uuid::Uuid::parse_str(&id).unwrap_or_default(),
         direction,
         method: row.try_get("method")?,
@@ -468,12 +632,38 @@ pub fn from_row(row: &Row) -> Result<Flow, tokio_postgres::Error> {
             .and_then(TrafficType::parse)
             .unwrap_or(TrafficType::Other),
         session_id: row.try_get("session_id")?,
-    })
+        ws_messages: ws_from_json(row.try_get("ws_messages")?),
+        llm: None,
+        response_frames: Vec::new(),
+    };
+    // The same analysis again (a pure function of the stored flow), with the
+    // figures only the live flow could tell (TTFT) or that were priced then
+    // (cost) taken from their columns.
+    let api: Option<String> = row.try_get("api").unwrap_or(None);
+    if api.is_some() || matches!(flow.traffic_type, TrafficType::Llm | TrafficType::Mcp) {
+        if let Some(mut a) = crate::llm::analyze(&flow, crate::llm::PriceTable::shared()) {
+            if let Ok(Some(t)) = row.try_get::<_, Option<f64>>("ttft_ms") {
+                a.ttft_ms = Some(t);
+            }
+            if let Ok(Some(c)) = row.try_get::<_, Option<f64>>("cost_usd") {
+                a.cost_usd = Some(c);
+            }
+            flow.llm = Some(std::sync::Arc::new(a));
+        }
+    }
+    Ok(flow)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llm_columns_are_where_the_constants_say() {
+        assert_eq!(COLUMNS[LLM_START].0, "api");
+        assert_eq!(COLUMNS[LLM_END - 1].0, "llm_version");
+        assert_eq!(COLUMNS[LLM_END].0, "capture_host");
+    }
 
     #[test]
     fn headers_group_and_lowercase() {

@@ -1,7 +1,7 @@
 //! The batch writer: completed flows arrive on a bounded queue, leave in
 //! batches (every 100 ms or [`BATCH_ROWS`] rows) by binary COPY into a
 //! session-local staging table followed by
-//! `INSERT … SELECT … ON CONFLICT (trace_id) DO NOTHING`, so a batch that is
+//! `INSERT … SELECT … ON CONFLICT DO NOTHING` (the key is `trace_id`, with `start_time` once partitioned), so a batch that is
 //! written twice (a replay after an unacknowledged commit) never duplicates.
 //!
 //! The proxy never waits: [`StoreSink::submit`] only `try_send`s; a full queue
@@ -45,7 +45,20 @@ pub struct Shared {
     /// Bytes handed to the overflow task and not yet on disk.
     pub overflow_pending: AtomicU64,
     state: AtomicU8,
+    /// The last database error (or a row the database refused).
     pub last_error: Mutex<Option<String>>,
+    /// The last spool error (cannot write, full, a damaged segment), kept
+    /// apart so the database's errors do not hide it.
+    pub spool_error: Mutex<Option<String>>,
+    /// Times the managed database was restarted after it died.
+    pub restarts: AtomicU64,
+    /// Rows the writer has taken off the queue and not yet committed or
+    /// spooled (with the queue: what an engine crash can lose).
+    pub unsettled: AtomicU64,
+    /// Wakes the writer (a restarted database, or rows in the spool to replay).
+    pub wake: tokio::sync::Notify,
+    /// The server of the last session and whether it is encrypted.
+    pub security: Mutex<Option<super::connect::Security>>,
 }
 
 impl Shared {
@@ -78,6 +91,14 @@ impl Shared {
         }
     }
 
+    /// Remember (and log) a spool error for `status`.
+    pub fn spool_error(&self, msg: String) {
+        tracing::error!("{msg}");
+        if let Ok(mut e) = self.spool_error.lock() {
+            *e = Some(msg);
+        }
+    }
+
     /// Append to the spool under its lock (blocking; call off the runtime).
     pub fn spool_blocking<'a>(
         &self,
@@ -85,7 +106,7 @@ impl Shared {
         flows: impl IntoIterator<Item = &'a Flow>,
     ) {
         let Ok(mut s) = spool.lock() else {
-            self.error("spool lock poisoned: rows dropped".into());
+            self.spool_error("spool lock poisoned: rows dropped".into());
             return;
         };
         let flows: Vec<&Flow> = flows.into_iter().collect();
@@ -95,7 +116,7 @@ impl Shared {
                 self.spooled.fetch_add(r.written, Ordering::Relaxed);
                 if r.dropped > 0 {
                     self.dropped.fetch_add(r.dropped, Ordering::Relaxed);
-                    self.error(format!(
+                    self.spool_error(format!(
                         "spool full ({} bytes): {} rows dropped; free disk space, raise \
                          spool_max_bytes or bring the database back",
                         s.bytes(),
@@ -105,7 +126,7 @@ impl Shared {
             }
             Err(e) => {
                 self.dropped.fetch_add(n, Ordering::Relaxed);
-                self.error(format!("cannot write the spool: {e}: {n} rows dropped"));
+                self.spool_error(format!("cannot write the spool: {e}: {n} rows dropped"));
             }
         }
         self.spool_bytes.store(s.bytes(), Ordering::Relaxed);
@@ -128,9 +149,17 @@ pub struct StoreSink {
 
 impl FlowSink for StoreSink {
     fn submit(&self, flow: Arc<Flow>) {
-        let flow = match self.tx.try_send(flow) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => f,
+        // At most one batch of rows waits in memory (queue + the batch being
+        // written); past that, rows go to the spool, fsync'd within milliseconds.
+        let in_memory = (self.tx.max_capacity() - self.tx.capacity()) as u64
+            + self.shared.unsettled.load(Ordering::Relaxed);
+        let flow = if in_memory >= BATCH_ROWS as u64 {
+            flow
+        } else {
+            match self.tx.try_send(flow) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => f,
+            }
         };
         let size = approx_bytes(&flow);
         let sh = &self.shared;
@@ -187,6 +216,140 @@ async fn write_overflow(shared: &Arc<Shared>, spool: &SharedSpool, buf: &mut Vec
     if let Ok(mut flows) = back {
         flows.clear();
         *buf = flows;
+    }
+}
+
+/// `durability: spool-first`: every completed flow is appended to the spool
+/// and fsync'd before [`FlowSink::submit`] returns, and so before the proxy
+/// hands the client the end of its response. One journal thread does the
+/// appends: all the flows that arrived while it was busy with the previous
+/// fsync go out in the next one (group commit, a few ms apart). The writer
+/// gets the rows by replaying the spool.
+#[derive(Debug, Default)]
+pub struct Journal {
+    state: Mutex<JournalState>,
+    arrived: std::sync::Condvar,
+    committed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct JournalState {
+    pending: Vec<Arc<Flow>>,
+    /// The group now collecting flows.
+    open_group: u64,
+    /// Every group below this one is on disk.
+    done_groups: u64,
+    /// No more groups are taken (shutdown).
+    closed: bool,
+}
+
+/// How long a submitter waits for its group before giving up waiting.
+const JOURNAL_WAIT: Duration = Duration::from_secs(10);
+
+impl Journal {
+    /// Start the journal thread; it appends to `spool` until [`Journal::close`].
+    pub fn start(
+        shared: Arc<Shared>,
+        spool: SharedSpool,
+    ) -> std::io::Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
+        let journal = Arc::new(Self::default());
+        let j = Arc::clone(&journal);
+        let handle = std::thread::Builder::new()
+            .name("ccproxy-journal".into())
+            .spawn(move || j.run(&shared, &spool))?;
+        Ok((journal, handle))
+    }
+
+    fn run(&self, shared: &Shared, spool: &SharedSpool) {
+        loop {
+            let (group, flows) = {
+                let Ok(mut st) = self.state.lock() else {
+                    return;
+                };
+                while st.pending.is_empty() && !st.closed {
+                    st = match self.arrived.wait(st) {
+                        Ok(st) => st,
+                        Err(_) => return,
+                    };
+                }
+                if st.pending.is_empty() {
+                    st.done_groups = st.open_group + 1;
+                    self.committed.notify_all();
+                    return;
+                }
+                let group = st.open_group;
+                st.open_group += 1;
+                (group, std::mem::take(&mut st.pending))
+            };
+            shared.spool_blocking(spool, flows.iter().map(|f| &**f));
+            shared.wake.notify_one();
+            if let Ok(mut st) = self.state.lock() {
+                st.done_groups = group + 1;
+            }
+            self.committed.notify_all();
+        }
+    }
+
+    /// Queue one flow and wait until it is on disk. False when the journal is closed.
+    fn append_and_wait(&self, flow: Arc<Flow>) -> Result<(), Arc<Flow>> {
+        let Ok(mut st) = self.state.lock() else {
+            return Err(flow);
+        };
+        if st.closed {
+            return Err(flow);
+        }
+        st.pending.push(flow);
+        let group = st.open_group;
+        self.arrived.notify_one();
+        let wait = move || {
+            let deadline = std::time::Instant::now() + JOURNAL_WAIT;
+            while st.done_groups <= group {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    tracing::warn!("the spool journal is slow: a response was released before its flow was on disk");
+                    return;
+                }
+                st = match self.committed.wait_timeout(st, left) {
+                    Ok((st, _)) => st,
+                    Err(_) => return,
+                };
+            }
+        };
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(wait);
+        } else {
+            wait();
+        }
+        Ok(())
+    }
+
+    /// Take no more flows; the thread writes what it holds and ends.
+    pub fn close(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.closed = true;
+        }
+        self.arrived.notify_all();
+    }
+}
+
+/// The sink for `durability: spool-first`: the journal, then (after
+/// shutdown) the batch path, which spools on its own.
+pub struct JournalSink {
+    pub(super) journal: Arc<Journal>,
+    pub(super) fallback: StoreSink,
+}
+
+impl FlowSink for JournalSink {
+    fn submit(&self, flow: Arc<Flow>) {
+        if let Err(flow) = self.journal.append_and_wait(flow) {
+            self.fallback.submit(flow);
+        }
+    }
+
+    fn synchronous(&self) -> bool {
+        true
     }
 }
 
@@ -330,10 +493,17 @@ impl Writer {
                 _ = self.rx.recv_many(&mut self.batch, BATCH_ROWS) => {}
                 _ = self.stop.changed() => return,
                 () = tokio::time::sleep(idle) => return,
+                () = self.shared.wake.notified() => {
+                    self.next_attempt = Instant::now();
+                    return;
+                }
             }
         }
         let until = Instant::now() + BATCH_WAIT;
         while self.batch.len() < BATCH_ROWS {
+            self.shared
+                .unsettled
+                .store(self.batch.len() as u64, Ordering::Relaxed);
             let room = BATCH_ROWS - self.batch.len();
             tokio::select! {
                 n = self.rx.recv_many(&mut self.batch, room) => if n == 0 { break },
@@ -341,6 +511,9 @@ impl Writer {
                 _ = self.stop.changed() => break,
             }
         }
+        self.shared
+            .unsettled
+            .store(self.batch.len() as u64, Ordering::Relaxed);
     }
 
     async fn ensure_session(&mut self) {
@@ -348,7 +521,7 @@ impl Writer {
             return;
         }
         let attempt = async {
-            let mut client = super::connect(&self.url).await?;
+            let mut client = super::connect_recorded(&self.url, &self.shared).await?;
             migrate::migrate(&mut client).await?;
             prepare(client).await
         };
@@ -386,6 +559,7 @@ impl Writer {
         } else {
             self.spool_rows(&batch).await;
         }
+        self.shared.unsettled.store(0, Ordering::Relaxed);
         let mut batch = batch;
         batch.clear();
         self.batch = batch;
@@ -521,11 +695,12 @@ impl Writer {
         match seg {
             Ok(Ok(seg)) => seg,
             Ok(Err(e)) => {
-                self.shared.error(format!("cannot read the spool: {e}"));
+                self.shared
+                    .spool_error(format!("cannot read the spool: {e}"));
                 None
             }
             Err(e) => {
-                self.shared.error(format!("spool task failed: {e}"));
+                self.shared.spool_error(format!("spool task failed: {e}"));
                 None
             }
         }
@@ -538,21 +713,23 @@ impl Writer {
         let _ = tokio::task::spawn_blocking(move || {
             let Ok(mut s) = sp.lock() else { return };
             if let Some(why) = &seg.corrupt {
+                shared.dropped.fetch_add(seg.skipped, Ordering::Relaxed);
                 match s.quarantine(&seg) {
-                    Ok(to) => shared.error(format!(
-                        "spool segment {} is corrupt ({why}); its {} intact rows were replayed, \
-                         the rest is kept in {} for inspection",
+                    Ok(to) => shared.spool_error(format!(
+                        "spool segment {} is damaged ({why}): {} records lost, its {} intact \
+                         rows were replayed; the file is kept as {} for inspection",
                         seg.path.display(),
+                        seg.skipped,
                         seg.flows.len(),
                         to.display()
                     )),
-                    Err(e) => shared.error(format!(
+                    Err(e) => shared.spool_error(format!(
                         "cannot move the corrupt spool segment {}: {e}",
                         seg.path.display()
                     )),
                 }
             } else if let Err(e) = s.remove(&seg) {
-                shared.error(format!(
+                shared.spool_error(format!(
                     "cannot delete the replayed spool segment {}: {e}",
                     seg.path.display()
                 ));
@@ -584,7 +761,7 @@ async fn prepare(client: Client) -> Result<Session, StoreError> {
     let insert = client
         .prepare(&format!(
             "INSERT INTO {TABLE} ({cols}) SELECT {cols} FROM ccproxy_staging \
-             ON CONFLICT (trace_id) DO NOTHING"
+             ON CONFLICT DO NOTHING"
         ))
         .await?;
     Ok(Session { client, insert })

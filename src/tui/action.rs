@@ -38,6 +38,8 @@ pub enum Action {
     PrevTab,
     /// `F`: follow the newest flow.
     ToggleFollow,
+    /// `t`: show or hide the LLM columns (model, tokens, cost, TTFT).
+    ToggleLlmColumns,
     /// Open the filter bar.
     StartFilter,
     /// A key typed into the filter bar.
@@ -70,6 +72,16 @@ pub enum Action {
     Clear,
     /// `m`: next body view.
     CycleMode,
+    /// `s`: the Sessions view.
+    OpenSessions,
+    /// Space: mark (or unmark) the selected flow, or the selected turn's, for `d`.
+    ToggleMark,
+    /// `d`: diff the request bodies of the two marked flows (or the marked and the selected one).
+    DiffMarked,
+    /// `←` / `h`: scroll a diff left.
+    ScrollLeft,
+    /// `→` / `l`: scroll a diff right.
+    ScrollRight,
     /// `Q`.
     Quit,
     /// A page of stored flows arrived (newest first, as `FlowHistory::page` returns them).

@@ -2,7 +2,8 @@
 //! I/O; anything that needs the outside world (clipboard, files, database) is
 //! queued as an [`Effect`] for the event loop to carry out. The flows live in
 //! a [`FlowList`], the detail pane in a [`Detail`]; this file routes actions
-//! between them and keeps what the header and bars show.
+//! between them and keeps what the header and bars show. The Sessions and
+//! Diff views and the marks are routed in `views.rs`.
 
 use std::sync::Arc;
 
@@ -14,9 +15,12 @@ pub use super::action::{Action, Effect};
 use super::body::BodyMode;
 use super::columns::{self, ColumnId};
 use super::curl::curl_command;
-use super::model::detail::Detail;
+use super::model::detail::{saved_body, Detail};
 pub use super::model::detail::{tab_body, Tab};
+use super::model::diff::DiffDoc;
 pub use super::model::flows::{Entry, FlowList, BODY_BUDGET};
+use super::model::sessions::Sessions;
+pub use super::model::{Focus, History, Input, Overlay};
 use super::model::{Rate, Viewport};
 use crate::engine::status::{EngineStatus, Feed};
 use crate::flow::filter::{self, Filter, FilterError};
@@ -24,48 +28,6 @@ use crate::flow::FlowEvent;
 
 /// Flows asked for per history page.
 pub const HISTORY_PAGE: usize = 500;
-
-/// Which pane has the keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Focus {
-    /// The flow table.
-    List,
-    /// The detail pane of the selected flow.
-    Detail,
-}
-
-/// What floats above the panes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Overlay {
-    /// Nothing.
-    None,
-    /// `?`: every binding.
-    Help,
-    /// The curl command just copied.
-    Curl(String),
-}
-
-/// Which bar is taking text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    /// Keys are commands.
-    None,
-    /// The `/` filter bar.
-    Filter,
-    /// The body search bar.
-    Search,
-}
-
-/// History loading state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct History {
-    /// A history source is connected.
-    pub available: bool,
-    /// A page request is out.
-    pub loading: bool,
-    /// No older flows remain (or the list was cleared).
-    pub exhausted: bool,
-}
 
 /// The whole TUI state.
 pub struct App {
@@ -86,6 +48,8 @@ pub struct App {
     pub input: Input,
     /// The table's columns, in order.
     pub columns: Vec<ColumnId>,
+    /// Show the LLM columns (`t`); `None`: when the terminal is wide enough.
+    pub llm_columns: Option<bool>,
     /// First visible row shown by the table.
     pub table_offset: usize,
     /// Pane sizes from the last layout.
@@ -108,9 +72,23 @@ pub struct App {
     effects: Vec<Effect>,
     /// Set by `Q`: the loop ends.
     pub quit: bool,
+    /// The Sessions view: models built from the flows held, the open session.
+    pub sessions: Sessions,
+    /// The diff view's document, while it is open.
+    pub diff: Option<DiffDoc>,
+    /// Where `Esc` leaves the diff view for.
+    pub diff_back: Focus,
+    /// Flows marked with Space for `d` (at most two, oldest mark first).
+    pub marks: Vec<uuid::Uuid>,
 }
 
 impl App {
+    /// The LLM columns show: as toggled with `t`, else from the screen width.
+    pub fn llm_columns_shown(&self) -> bool {
+        self.llm_columns
+            .unwrap_or(self.view.width >= columns::LLM_MIN_WIDTH)
+    }
+
     /// An empty list. With `history`, the newest stored page is requested at once.
     pub fn new(source: &str, history: bool, now: DateTime<Utc>) -> Self {
         let mut app = Self {
@@ -123,6 +101,7 @@ impl App {
             overlay: Overlay::None,
             input: Input::None,
             columns: columns::DEFAULT.to_vec(),
+            llm_columns: None,
             table_offset: 0,
             view: Viewport::default(),
             status: None,
@@ -135,6 +114,10 @@ impl App {
             source: source.to_string(),
             effects: Vec::new(),
             quit: false,
+            sessions: Sessions::default(),
+            diff: None,
+            diff_back: Focus::List,
+            marks: Vec::new(),
         };
         if history {
             app.update(Action::HistoryAvailable);
@@ -208,6 +191,7 @@ impl App {
             self.flows.visible_len(),
         );
         self.refresh_doc();
+        self.prepare_views();
     }
 
     fn refresh_doc(&mut self) {
@@ -219,6 +203,9 @@ impl App {
 
     /// Apply one action.
     pub fn update(&mut self, action: Action) {
+        let Some(action) = self.route(action) else {
+            return;
+        };
         match action {
             Action::Feed(feed) => self.feed(feed),
             Action::Tick(now) => self.tick(now),
@@ -238,6 +225,9 @@ impl App {
             Action::Back => self.back(),
             Action::NextTab => self.detail.cycle_tab(true),
             Action::PrevTab => self.detail.cycle_tab(false),
+            Action::ToggleLlmColumns => {
+                self.llm_columns = Some(!self.llm_columns_shown());
+            }
             Action::ToggleFollow => {
                 self.flows.follow = !self.flows.follow;
                 if self.flows.follow {
@@ -334,6 +324,12 @@ impl App {
                 }
             }
             Action::Quit => self.quit = true,
+            // Handled by `route` in every focus.
+            Action::OpenSessions
+            | Action::ToggleMark
+            | Action::DiffMarked
+            | Action::ScrollLeft
+            | Action::ScrollRight => {}
             Action::History { flows, exhausted } => self.merge_history(flows, exhausted),
             Action::Notice(n) => self.say(n),
             Action::HistoryAvailable => {
@@ -355,7 +351,7 @@ impl App {
                     self.rate.started();
                     self.flows.upsert(Arc::clone(flow));
                 }
-                FlowEvent::Responded { flow } => {
+                FlowEvent::Responded { flow } | FlowEvent::RequestBody { flow } => {
                     self.flows.upsert(Arc::clone(flow));
                 }
                 FlowEvent::Completed { flow } => self.flows.complete(Arc::clone(flow)),
@@ -364,7 +360,8 @@ impl App {
         }
     }
 
-    fn say(&mut self, text: impl Into<String>) {
+    /// Show one line in the footer.
+    pub(crate) fn say(&mut self, text: impl Into<String>) {
         self.notice = Some(text.into());
         self.notice_at = self.now;
     }
@@ -378,10 +375,14 @@ impl App {
     }
 
     fn page(&self) -> usize {
-        match self.focus {
-            Focus::List => self.view.table_rows.max(2) - 1,
-            Focus::Detail => self.view.body_rows.max(2) - 1,
-        }
+        let rows = match self.focus {
+            Focus::List => self.view.table_rows,
+            Focus::Detail => self.view.body_rows,
+            Focus::Sessions => self.view.sessions_rows,
+            Focus::Session => 6,
+            Focus::Diff => self.view.diff_rows,
+        };
+        rows.max(2) - 1
     }
 
     fn step(&mut self, delta: isize) {
@@ -447,27 +448,11 @@ impl App {
         } else {
             Tab::Response
         };
-        let Some((ct, bytes)) = tab_body(e, tab) else {
-            return;
-        };
-        if bytes.is_empty() {
-            self.say("this body is empty: nothing to save");
-            return;
+        match saved_body(e, tab) {
+            Ok(Some((name, bytes))) => self.effects.push(Effect::SaveBody { name, bytes }),
+            Ok(None) => {}
+            Err(why) => self.say(why),
         }
-        let ext = match BodyMode::detect(ct, &bytes) {
-            BodyMode::Json => "json",
-            BodyMode::Sse => "sse",
-            BodyMode::Text => "txt",
-            BodyMode::Hex => "bin",
-        };
-        let id = e.flow.id.simple().to_string();
-        let side = if tab == Tab::Request {
-            "request"
-        } else {
-            "response"
-        };
-        let name = format!("{}-{side}.{ext}", &id[id.len() - 12..]);
-        self.effects.push(Effect::SaveBody { name, bytes });
     }
 
     fn merge_history(&mut self, flows: Vec<crate::flow::Flow>, exhausted: bool) {

@@ -12,7 +12,7 @@ use super::app::{Action, App, Focus, Input, Overlay};
 
 /// Where the keys go, as a set (a row may apply in several).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ctx(u8);
+pub struct Ctx(u16);
 
 impl Ctx {
     /// The flow table has focus.
@@ -27,10 +27,20 @@ impl Ctx {
     pub const FILTER: Self = Self(16);
     /// The body search bar takes text.
     pub const SEARCH: Self = Self(32);
+    /// The sessions table.
+    pub const SESSIONS: Self = Self(64);
+    /// An open session.
+    pub const SESSION: Self = Self(128);
+    /// The diff of two requests.
+    pub const DIFF: Self = Self(256);
     /// List or detail.
     pub const BROWSE: Self = Self(1 | 2);
+    /// The sessions table, a session or a diff.
+    pub const VIEWS: Self = Self(64 | 128 | 256);
+    /// Any view without an overlay or a bar.
+    pub const PANES: Self = Self::BROWSE.or(Self::VIEWS);
     /// Anywhere.
-    pub const ALL: Self = Self(u8::MAX);
+    pub const ALL: Self = Self(u16::MAX);
     /// Nowhere (a row without a footer hint).
     pub const NONE: Self = Self(0);
 
@@ -52,6 +62,9 @@ impl Ctx {
             (_, Overlay::Curl(_), _) => Self::CURL,
             (_, Overlay::None, Focus::List) => Self::LIST,
             (_, Overlay::None, Focus::Detail) => Self::DETAIL,
+            (_, Overlay::None, Focus::Sessions) => Self::SESSIONS,
+            (_, Overlay::None, Focus::Session) => Self::SESSION,
+            (_, Overlay::None, Focus::Diff) => Self::DIFF,
         }
     }
 }
@@ -194,17 +207,17 @@ pub static BINDINGS: &[Binding] = &[
         "Esc/q close · copied to the clipboard (OSC 52)",
     ),
     Binding {
-        when: Ctx::LIST,
+        when: Ctx::LIST.or(Ctx::SESSIONS).or(Ctx::SESSION),
         keys: MOVE,
         action: up_down,
         label: "j k ↓ ↑",
-        help: "move in the list / scroll the body",
-        hint_in: Ctx::LIST,
+        help: "move in the list (flows, sessions, turns) / scroll the body or diff",
+        hint_in: Ctx::LIST.or(Ctx::SESSIONS).or(Ctx::SESSION),
         hint: "j/k move",
     },
-    hinted(Ctx::DETAIL, MOVE, up_down, "j/k scroll"),
+    hinted(Ctx::DETAIL.or(Ctx::DIFF), MOVE, up_down, "j/k scroll"),
     Binding {
-        when: Ctx::BROWSE,
+        when: Ctx::PANES,
         keys: &[ch('g'), code(KeyCode::Home), ch('G'), code(KeyCode::End)],
         action: |k| {
             if is(&k, 'g') || k.code == KeyCode::Home {
@@ -219,8 +232,8 @@ pub static BINDINGS: &[Binding] = &[
         hint: "",
     },
     Binding {
-        when: Ctx::BROWSE,
-        keys: &[code(KeyCode::PageUp), code(KeyCode::PageDown), ch(' ')],
+        when: Ctx::PANES,
+        keys: &[code(KeyCode::PageUp), code(KeyCode::PageDown)],
         action: |k| {
             if k.code == KeyCode::PageUp {
                 Action::PageUp
@@ -229,19 +242,41 @@ pub static BINDINGS: &[Binding] = &[
             }
         },
         label: "PgUp PgDn",
-        help: "page up / down",
+        help: "page up / down (Space too, in a body or a diff)",
         hint_in: Ctx::NONE,
         hint: "",
+    },
+    quiet(Ctx::DETAIL.or(Ctx::DIFF), &[ch(' ')], |_| Action::PageDown),
+    Binding {
+        when: Ctx::LIST.or(Ctx::SESSION),
+        keys: &[ch(' ')],
+        action: |_| Action::ToggleMark,
+        label: "Space",
+        help: "mark the flow (in a session: the turn's) for d; two at most",
+        hint_in: Ctx::SESSION,
+        hint: "Space mark",
     },
     Binding {
         when: Ctx::BROWSE,
         keys: &[code(KeyCode::Enter)],
         action: |_| Action::Open,
         label: "Enter",
-        help: "open the selected flow",
+        help: "open the flow, the session; on a turn: diff its request with the previous one",
         hint_in: Ctx::LIST,
         hint: "Enter open",
     },
+    hinted(
+        Ctx::SESSIONS,
+        &[code(KeyCode::Enter)],
+        |_| Action::Open,
+        "Enter open",
+    ),
+    hinted(
+        Ctx::SESSION,
+        &[code(KeyCode::Enter)],
+        |_| Action::Open,
+        "Enter diff with the previous request",
+    ),
     Binding {
         when: Ctx::LIST,
         keys: BACK,
@@ -262,10 +297,22 @@ pub static BINDINGS: &[Binding] = &[
             }
         },
         label: "Tab S-Tab",
-        help: "next / previous detail tab",
+        help: "next / previous detail tab (in a session: conversation)",
         hint_in: Ctx::DETAIL,
         hint: "Tab tabs",
     },
+    hinted(
+        Ctx::SESSION,
+        &[code(KeyCode::Tab), code(KeyCode::BackTab)],
+        |k| {
+            if k.code == KeyCode::Tab {
+                Action::NextTab
+            } else {
+                Action::PrevTab
+            }
+        },
+        "Tab conversation",
+    ),
     Binding {
         when: Ctx::DETAIL,
         keys: &[ch('m')],
@@ -276,6 +323,15 @@ pub static BINDINGS: &[Binding] = &[
         hint: "m view",
     },
     hinted(Ctx::LIST, &[ch('/')], |_| Action::StartFilter, "/ filter"),
+    Binding {
+        when: Ctx::BROWSE,
+        keys: &[ch('t')],
+        action: |_| Action::ToggleLlmColumns,
+        label: "t",
+        help: "show / hide the LLM columns: model, tokens, cost, TTFT",
+        hint_in: Ctx::LIST,
+        hint: "t tokens",
+    },
     Binding {
         when: Ctx::BROWSE,
         keys: &[ch('F')],
@@ -305,9 +361,54 @@ pub static BINDINGS: &[Binding] = &[
             }
         },
         label: "n N",
-        help: "next / previous search match",
+        help: "next / previous search match (in a diff: change)",
         hint_in: Ctx::DETAIL,
         hint: "n/N match",
+    },
+    hinted(
+        Ctx::DIFF,
+        &[ch('n'), ch('N')],
+        |k| {
+            if is(&k, 'n') {
+                Action::NextHit
+            } else {
+                Action::PrevHit
+            }
+        },
+        "n/N change",
+    ),
+    Binding {
+        when: Ctx::DIFF,
+        keys: &[code(KeyCode::Left), ch('h'), code(KeyCode::Right), ch('l')],
+        action: |k| {
+            if is(&k, 'h') || k.code == KeyCode::Left {
+                Action::ScrollLeft
+            } else {
+                Action::ScrollRight
+            }
+        },
+        label: "← → h l",
+        help: "scroll a diff sideways",
+        hint_in: Ctx::DIFF,
+        hint: "←/→ sideways",
+    },
+    Binding {
+        when: Ctx::BROWSE,
+        keys: &[ch('s')],
+        action: |_| Action::OpenSessions,
+        label: "s",
+        help: "sessions: conversations, turns, cache verdicts, timeline, rate limits",
+        hint_in: Ctx::LIST,
+        hint: "s sessions",
+    },
+    Binding {
+        when: Ctx::BROWSE.or(Ctx::SESSIONS).or(Ctx::SESSION),
+        keys: &[ch('d')],
+        action: |_| Action::DiffMarked,
+        label: "d",
+        help: "diff the request bodies of the two marked flows (or the marked and the selected)",
+        hint_in: Ctx::SESSION,
+        hint: "d diff",
     },
     Binding {
         when: Ctx::BROWSE,
@@ -324,7 +425,7 @@ pub static BINDINGS: &[Binding] = &[
         action: |_| Action::SaveBody,
         label: "b",
         help: "save the body to a file",
-        hint_in: Ctx::BROWSE,
+        hint_in: Ctx::DETAIL,
         hint: "b save",
     },
     Binding {
@@ -345,23 +446,28 @@ pub static BINDINGS: &[Binding] = &[
         hint_in: Ctx::LIST,
         hint: "c clear",
     },
-    hinted(Ctx::DETAIL, BACK, |_| Action::Back, "Esc back"),
+    hinted(
+        Ctx::DETAIL.or(Ctx::VIEWS),
+        BACK,
+        |_| Action::Back,
+        "Esc back",
+    ),
     Binding {
-        when: Ctx::BROWSE,
+        when: Ctx::PANES,
         keys: &[ch('?')],
         action: |_| Action::ToggleHelp,
         label: "?",
         help: "this help",
-        hint_in: Ctx::BROWSE,
+        hint_in: Ctx::PANES,
         hint: "? help",
     },
     Binding {
-        when: Ctx::BROWSE.or(Ctx::HELP).or(Ctx::CURL),
+        when: Ctx::PANES.or(Ctx::HELP).or(Ctx::CURL),
         keys: &[ch('Q')],
         action: |_| Action::Quit,
         label: "Q Ctrl-C",
         help: "quit",
-        hint_in: Ctx::LIST.or(Ctx::HELP),
+        hint_in: Ctx::LIST.or(Ctx::HELP).or(Ctx::SESSIONS),
         hint: "Q quit",
     },
 ];
@@ -401,13 +507,16 @@ pub fn hints(app: &App) -> String {
 mod tests {
     use super::*;
 
-    const CONTEXTS: [Ctx; 6] = [
+    const CONTEXTS: [Ctx; 9] = [
         Ctx::LIST,
         Ctx::DETAIL,
         Ctx::HELP,
         Ctx::CURL,
         Ctx::FILTER,
         Ctx::SEARCH,
+        Ctx::SESSIONS,
+        Ctx::SESSION,
+        Ctx::DIFF,
     ];
 
     #[test]
@@ -444,6 +553,6 @@ mod tests {
             );
             assert_eq!(b.help.is_empty(), b.label.is_empty());
         }
-        assert_eq!(help().count(), 16);
+        assert_eq!(help().count(), 21);
     }
 }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use super::sse::{BlockKind, Stream};
 use crate::capture::sanitize::sanitize;
+use crate::llm::stream::{BlockKind, Stream};
 
 /// How a body is shown; `m` cycles through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -534,7 +534,7 @@ fn message_lines(stream: &Stream, width: usize) -> Vec<(Tone, String)> {
     if let Some(s) = &m.stop {
         tail.push(format!("stop: {s}"));
     }
-    if let Some(u) = &m.usage {
+    if let Some(u) = m.usage_label() {
         tail.push(format!("usage: {u}"));
     }
     if !tail.is_empty() {

@@ -32,13 +32,14 @@ pub fn curl_command(f: &Flow) -> String {
 /// POSIX-shell quoting; control characters become `$'\xHH'` escapes so the
 /// command is faithful yet safe to paste into a terminal.
 fn shell_quote(s: &str) -> String {
-    if s.chars().any(char::is_control) {
+    let escaped = |c: char| c.is_control() || crate::capture::sanitize::is_bidi_control(c);
+    if s.chars().any(escaped) {
         let mut out = String::from("$'");
         for c in s.chars() {
             match c {
                 '\'' => out.push_str("\\'"),
                 '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
+                c if escaped(c) => {
                     let mut buf = [0u8; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
                         let _ = write!(out, "\\x{b:02x}");

@@ -7,7 +7,8 @@
 //!
 //! `app` routes [`Action`]s into the state (`model/`) without I/O; `event`
 //! merges terminal input, ticks and the feed into one stream; `bindings` maps
-//! keys to actions; `columns` lists the table's columns; `ui` draws. The loop:
+//! keys to actions; `columns` lists the table's columns; `ui` draws; `views`
+//! routes the Sessions and Diff views. The loop:
 //! drain pending events, carry out effects, draw at most once per frame.
 
 pub mod action;
@@ -18,8 +19,10 @@ pub mod columns;
 pub mod curl;
 pub mod event;
 pub mod model;
-pub mod sse;
+pub mod summary;
 pub mod ui;
+mod views;
+pub mod websocket;
 
 /// The old entry points, kept until `cmd/` owns them (removed at the merge).
 use std::io::Write as _;
@@ -247,8 +250,19 @@ fn perform(effect: Effect, outside: &Outside, tx: mpsc::Sender<Event>) {
             spawn(async move {
                 let path = dir.join(&name);
                 let result = async {
-                    tokio::fs::create_dir_all(&dir).await?;
-                    tokio::fs::write(&path, &bytes).await
+                    tokio::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&dir)
+                        .await?;
+                    let mut f = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .await?;
+                    tokio::io::AsyncWriteExt::write_all(&mut f, &bytes).await
                 }
                 .await;
                 let text = match result {

@@ -202,7 +202,11 @@ impl OwnCluster {
 impl Drop for OwnCluster {
     fn drop(&mut self) {
         let _ = managed::stop_managed(&self.managed);
-        if self.managed.cluster_dir.starts_with("/var/tmp") {
+        if self
+            .managed
+            .cluster_dir
+            .starts_with(managed::relocation_parent())
+        {
             let _ = std::fs::remove_dir_all(&self.managed.cluster_dir);
         }
     }

@@ -118,6 +118,12 @@ impl TestHome {
             .prefix("ccp")
             .tempdir()
             .expect("tempdir");
+        // A home as ccproxy makes one: private (a wide home earns a warning).
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod home");
         let (forward, reverse) = (free_port(), free_port());
         let mut yaml = format!("ccproxy:\n  mitm:\n    port: {forward}\n");
         if let Some(ca) = setup.upstream_ca {

@@ -4,4 +4,5 @@
 
 pub mod db;
 pub mod engine;
+pub mod tls_pg;
 pub mod upstream;

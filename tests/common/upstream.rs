@@ -226,6 +226,7 @@ pub struct TestProxy {
     pub home: tempfile::TempDir,
     events: broadcast::Receiver<Arc<FlowEvent>>,
     shutdown: CancellationToken,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestProxy {
@@ -239,6 +240,10 @@ impl Drop for TestProxy {
 pub struct ProxyOptions {
     pub reverse: Option<ReverseRoute>,
     pub timeouts: Timeouts,
+    /// Bind the forward listener here instead of a free port.
+    pub forward_port: Option<u16>,
+    /// Bind the reverse listener here instead of a free port.
+    pub reverse_port: Option<u16>,
 }
 
 /// A base config in a fresh home; `ca` (when given) is trusted upstream.
@@ -269,14 +274,27 @@ pub async fn start_proxy(
     let state =
         ProxyState::with_timeouts(Arc::new(cfg), hub.clone(), opts.timeouts).expect("state");
     let shutdown = CancellationToken::new();
-    let fwd = proxy::bind("127.0.0.1", 0).await.expect("bind");
+    let fwd = proxy::bind("127.0.0.1", opts.forward_port.unwrap_or(0))
+        .await
+        .expect("bind");
     let forward = fwd.local_addr().expect("addr");
-    proxy::serve_forward(fwd, Arc::clone(&state), shutdown.clone());
+    let mut listeners = vec![proxy::serve_forward(
+        fwd,
+        Arc::clone(&state),
+        shutdown.clone(),
+    )];
     let reverse = match opts.reverse {
         Some(route) => {
-            let l = proxy::bind("127.0.0.1", 0).await.expect("bind");
+            let l = proxy::bind("127.0.0.1", opts.reverse_port.unwrap_or(0))
+                .await
+                .expect("bind");
             let a = l.local_addr().expect("addr");
-            proxy::serve_reverse(l, route, Arc::clone(&state), shutdown.clone());
+            listeners.push(proxy::serve_reverse(
+                l,
+                route,
+                Arc::clone(&state),
+                shutdown.clone(),
+            ));
             Some(a)
         }
         None => None,
@@ -289,10 +307,20 @@ pub async fn start_proxy(
         home,
         events,
         shutdown,
+        listeners,
     }
 }
 
 impl TestProxy {
+    /// Shut the listeners down as the engine does and wait until they have
+    /// drained their connections.
+    pub async fn shutdown(&mut self) {
+        self.shutdown.cancel();
+        for l in self.listeners.drain(..) {
+            let _ = l.await;
+        }
+    }
+
     /// `http://127.0.0.1:<forward port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.forward)

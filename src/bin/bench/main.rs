@@ -1,8 +1,11 @@
-//! `ccproxy-bench [proxy|store|tui|all]`: side-by-side figures and ratios
+//! `ccproxy-bench [proxy|store|team|tui|llm|sessions|all]`: side-by-side figures and ratios
 //! (never asserted as timings in tests). See README.md "Benchmark".
 
+mod llm;
 mod proxy;
+mod sessions;
 mod store;
+mod team;
 mod tui;
 
 fn main() {
@@ -22,12 +25,20 @@ fn main() {
             "proxy" => proxy::run().await,
             "store" => store::run().await,
             "tui" => tui::run().await,
+            "team" => team::run().await,
+            "llm" => llm::run().await,
+            "sessions" => sessions::run().await,
             "all" => {
                 proxy::run().await?;
                 store::run().await?;
-                tui::run().await
+                tui::run().await?;
+                llm::run().await
             }
-            other => anyhow::bail!("unknown benchmark `{other}`: use proxy, store, tui or all"),
+            other => {
+                anyhow::bail!(
+                    "unknown benchmark `{other}`: use proxy, store, team, tui, llm, sessions or all"
+                )
+            }
         }
     });
     if let Err(e) = result {

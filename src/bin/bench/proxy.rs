@@ -1,14 +1,22 @@
 //! `ccproxy-bench proxy`: the forward proxy measured side by side with direct
-//! access to the same local upstream, in one run, on this machine.
+//! access to the same local upstream and with nginx `proxy_pass`, in one run,
+//! on this machine.
+//!
+//! The proxy runs as `mitm start --headless` runs it (flow log subscribed and
+//! written, store sink on), as child processes (this binary re-executed with
+//! `CCPROXY_BENCH_PROXY_CHILD`), so their RSS and CPU time are their own:
+//! one with storage off (the sink discards, as without a database) and one
+//! with the managed database (a real `Engine` that starts its own cluster).
+//! When `nginx` is on PATH the bench starts it on 127.0.0.1 with a temporary
+//! config (`proxy_pass` to the same upstream with upstream keep-alive, no
+//! access log) and stops it after.
 //!
 //! Cases: HTTP keep-alive 1 KiB and 64 KiB at concurrency 1 and 32; HTTPS
 //! through CONNECT with keep-alive and with a new client connection per
 //! request (against direct TLS to the upstream); SSE first-event delay; the
-//! proxy's memory. Each case runs `CCPROXY_BENCH_SECS` seconds (default 2)
-//! after a short warm-up. The proxy runs as a child process (this binary
-//! re-executed with `CCPROXY_BENCH_PROXY_CHILD`, the library's
-//! `ProxyState`/`serve_forward`, storage off), so its RSS and CPU time are
-//! its own; client and upstream share this process in both columns.
+//! proxy's memory, also with 5,000 idle kept-alive connections open. Each
+//! case runs `CCPROXY_BENCH_SECS` seconds (default 2) after a short warm-up.
+//! Client and upstream share this process in every column.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -20,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
@@ -32,7 +40,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use ccproxy::config::{Config, Overrides};
-use ccproxy::flow::FlowHub;
+use ccproxy::flow::{Flow, FlowHub, FlowSink};
 
 /// Warm-up before each measured window.
 const WARMUP: Duration = Duration::from_millis(300);
@@ -42,11 +50,17 @@ const SSE_GAP: Duration = Duration::from_millis(100);
 const SSE_SAMPLES: usize = 15;
 /// Linux reports process CPU time in these ticks per second (USER_HZ).
 const TICKS_PER_SEC: f64 = 100.0;
+/// Idle kept-alive connections held open for the memory figure.
+const IDLE_CONNS: usize = 5000;
 
 type UpBody = BoxBody<Bytes, Infallible>;
 
 /// Set in the environment of the re-executed proxy child: its home directory.
 const CHILD_ENV: &str = "CCPROXY_BENCH_PROXY_CHILD";
+/// `off` or `managed`: the child's storage.
+const CHILD_STORAGE_ENV: &str = "CCPROXY_BENCH_STORAGE";
+/// Path of another build's `ccproxy-bench` to measure beside this one.
+const BASELINE_ENV: &str = "CCPROXY_BENCH_BASELINE";
 /// The upstream CA file the child trusts.
 const CHILD_UPSTREAM_CA_ENV: &str = "CCPROXY_BENCH_UPSTREAM_CA";
 
@@ -66,13 +80,44 @@ pub async fn run() -> anyhow::Result<()> {
     result
 }
 
+/// The columns of a plain-HTTP row, in print order.
+const SIDES: [&str; 4] = ["direct", "nginx", "ccproxy", "ccproxy+db"];
+
 async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
+    let fd_limit = ccproxy::proxy::limits::raise_fd_limit();
     let shutdown = CancellationToken::new();
     let upstream = Upstream::start(dir, shutdown.clone()).await?;
-    let mut proxy = start_proxy(dir, &upstream).await?;
+    let mut proxy = start_proxy(dir, &upstream, Storage::Off).await?;
+    let mut with_db = match start_proxy(dir, &upstream, Storage::Managed).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            println!("ccproxy with the managed database: not measured ({e:#})");
+            None
+        }
+    };
+    // Another build of this benchmark (e.g. the commit before), measured in
+    // the same run with storage off: its column is `baseline`.
+    let mut baseline = match std::env::var_os(BASELINE_ENV) {
+        Some(exe) => {
+            match start_proxy_exe(dir, &upstream, Storage::Off, "baseline", Path::new(&exe)).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    println!("baseline {}: not measured ({e:#})", exe.to_string_lossy());
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let nginx = match Nginx::start(dir, upstream.http).await {
+        Ok(n) => n,
+        Err(e) => {
+            println!("nginx proxy_pass: not measured ({e:#})");
+            None
+        }
+    };
     let pid = proxy.pid;
     let rss_idle = rss_kib(pid, "VmRSS");
-    let ccproxy_roots = vec![proxy.ca_der.clone()];
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load
         .split_whitespace()
@@ -80,19 +125,25 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(" ");
     println!(
-        "load average before the run: {load} on {} cores (other work on the machine skews both columns)",
+        "load average before the run: {load} on {} cores (other work on the machine skews every column)",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!(
-        "proxy benchmark: upstream http {} https {}, proxy {} (child pid {pid}, storage off), {:.1} s per case",
+        "proxy benchmark: upstream http {} https {}; ccproxy {} (pid {pid}, storage off){}{}; {:.1} s per case; open-file limit {}",
         upstream.http,
         upstream.https,
         proxy.addr,
-        window.as_secs_f64()
+        with_db.as_ref().map_or_else(String::new, |p| format!(
+            ", ccproxy+db {} (pid {}, managed database)",
+            p.addr, p.pid
+        )),
+        nginx.as_ref().map_or_else(String::new, |n| format!(", nginx {}", n.addr)),
+        window.as_secs_f64(),
+        fd_limit.map_or_else(|| "?".into(), |n| n.to_string()),
     );
 
     let direct_tls = tls_client(std::slice::from_ref(&upstream.ca_der))?;
-    let proxy_tls = tls_client(&ccproxy_roots)?;
+    let proxy_tls = tls_client(std::slice::from_ref(&proxy.ca_der))?;
     let mut rows = Vec::new();
     let mut rss_peak_c32 = 0;
     for (label, size, conc) in [
@@ -100,24 +151,52 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         ("http keep-alive 1 KiB  c=32", 1024, 32),
         ("http keep-alive 64 KiB c=1", 65_536, 1),
         ("http keep-alive 64 KiB c=32", 65_536, 32),
+        ("llm sse 16 KiB         c=1", 0, 1),
+        ("llm sse 16 KiB         c=32", 0, 32),
     ] {
-        let direct = Target::Plain {
-            connect: upstream.http,
-            prefix: String::new(),
-        };
-        let proxied = Target::Plain {
-            connect: proxy.addr,
-            prefix: format!("http://{}", upstream.http),
-        };
         let case = Case {
             label,
             size,
             conc,
             keep_alive: true,
         };
-        let row = compare(&case, &direct, &proxied, window, pid).await;
+        let mut sides: Vec<(&'static str, Target, Option<u32>)> = vec![(
+            SIDES[0],
+            Target::Plain {
+                connect: upstream.http,
+                prefix: String::new(),
+            },
+            None,
+        )];
+        if let Some(n) = &nginx {
+            sides.push((
+                SIDES[1],
+                Target::Plain {
+                    connect: n.addr,
+                    prefix: String::new(),
+                },
+                Some(n.pid),
+            ));
+        }
+        for (name, p) in [
+            (SIDES[2], Some(&proxy)),
+            (SIDES[3], with_db.as_ref()),
+            ("baseline", baseline.as_ref()),
+        ] {
+            if let Some(p) = p {
+                sides.push((
+                    name,
+                    Target::Plain {
+                        connect: p.addr,
+                        prefix: format!("http://{}", upstream.http),
+                    },
+                    Some(p.pid),
+                ));
+            }
+        }
+        let row = compare(&case, &sides, window).await;
         if conc == 32 {
-            rss_peak_c32 = rss_peak_c32.max(row.proxy_rss_kib);
+            rss_peak_c32 = rss_peak_c32.max(rss_kib(pid, "VmRSS"));
         }
         rows.push(row);
     }
@@ -127,32 +206,55 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         ("https new conn/req 1 KiB c=1", 1, false),
         ("https new conn/req 1 KiB c=32", 32, false),
     ] {
-        let direct = Target::Tls {
-            via: None,
-            upstream: upstream.https,
-            tls: direct_tls.clone(),
-        };
-        let proxied = Target::Tls {
-            via: Some(proxy.addr),
-            upstream: upstream.https,
-            tls: proxy_tls.clone(),
-        };
+        let sides = vec![
+            (
+                SIDES[0],
+                Target::Tls {
+                    via: None,
+                    upstream: upstream.https,
+                    tls: direct_tls.clone(),
+                },
+                None,
+            ),
+            (
+                SIDES[2],
+                Target::Tls {
+                    via: Some(proxy.addr),
+                    upstream: upstream.https,
+                    tls: proxy_tls.clone(),
+                },
+                Some(pid),
+            ),
+        ];
         let case = Case {
             label,
             size: 1024,
             conc,
             keep_alive,
         };
-        let row = compare(&case, &direct, &proxied, window, pid).await;
+        let row = compare(&case, &sides, window).await;
         if conc == 32 {
-            rss_peak_c32 = rss_peak_c32.max(row.proxy_rss_kib);
+            rss_peak_c32 = rss_peak_c32.max(rss_kib(pid, "VmRSS"));
         }
         rows.push(row);
     }
     let sse = sse_compare(&upstream, &proxy).await;
     let rss_after = rss_kib(pid, "VmRSS");
     let hwm = rss_kib(pid, "VmHWM");
+    let idle = idle_connections(&proxy, &upstream, IDLE_CONNS).await;
     let _ = proxy.child.kill().await;
+    if let Some(b) = baseline.as_mut() {
+        let _ = b.child.kill().await;
+    }
+    if let Some(p) = with_db.as_mut() {
+        // Closing stdin asks it to shut down (the managed cluster stops with it).
+        drop(p.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(20), p.child.wait()).await;
+        let _ = p.child.kill().await;
+    }
+    if let Some(n) = nginx {
+        n.stop().await;
+    }
     shutdown.cancel();
 
     print_rows(&rows);
@@ -167,15 +269,161 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         Err(e) => println!("SSE first event: failed: {e:#}"),
     }
     println!(
-        "proxy process RSS: idle {:.1} MiB, after the c=32 cases up to {:.1} MiB, after all cases {:.1} MiB, high-water mark {:.1} MiB",
+        "ccproxy process RSS: idle {:.1} MiB, after the c=32 cases up to {:.1} MiB, after all cases {:.1} MiB, high-water mark {:.1} MiB",
         kib_mib(rss_idle),
         kib_mib(rss_peak_c32),
         kib_mib(rss_after),
         kib_mib(hwm)
     );
+    match &idle {
+        Ok((n, kib)) => println!(
+            "ccproxy process RSS with {n} idle kept-alive connections open: {:.1} MiB",
+            kib_mib(*kib)
+        ),
+        Err(e) => println!("idle connections: failed: {e:#}"),
+    }
     println!();
-    print_targets(&rows, sse.as_ref().ok(), hwm);
+    print_targets(&rows, sse.as_ref().ok(), idle.as_ref().ok());
+    print_baseline(&rows);
     Ok(())
+}
+
+/// Open `n` connections through the proxy, one request each, keep them
+/// open, and read the proxy's RSS.
+async fn idle_connections(
+    proxy: &ProxyUnderTest,
+    upstream: &Upstream,
+    n: usize,
+) -> anyhow::Result<(usize, u64)> {
+    let target = Target::Plain {
+        connect: proxy.addr,
+        prefix: format!("http://{}", upstream.http),
+    };
+    let mut open = Vec::with_capacity(n);
+    let mut failed = None;
+    for chunk in 0..n.div_ceil(100) {
+        let batch = (0..100.min(n - chunk * 100)).map(|_| async {
+            let mut s = target.connect().await?;
+            let resp = s.send_request(target.request("/bytes/16")?).await?;
+            resp.into_body().collect().await?;
+            anyhow::Ok(s)
+        });
+        for r in futures::future::join_all(batch).await {
+            match r {
+                Ok(s) => open.push(s),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = rss_kib(proxy.pid, "VmRSS");
+    let opened = open.len();
+    drop(open);
+    if opened == 0 {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok((opened, rss))
+}
+
+/// nginx as a reverse proxy with upstream keep-alive, the usual yardstick.
+struct Nginx {
+    addr: SocketAddr,
+    pid: u32,
+    child: tokio::process::Child,
+}
+
+impl Nginx {
+    /// Start nginx when it is installed; `Ok(None)` when it is not.
+    async fn start(dir: &Path, upstream: SocketAddr) -> anyhow::Result<Option<Self>> {
+        let Some(bin) = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        else {
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let root = dir.join("nginx");
+        std::fs::create_dir_all(&root)?;
+        let conf = root.join("nginx.conf");
+        let r = root.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;
+master_process on;
+worker_processes auto;
+user root;
+pid {r}/nginx.pid;
+error_log {r}/error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {r}/body;
+  proxy_temp_path {r}/proxy;
+  fastcgi_temp_path {r}/fcgi;
+  uwsgi_temp_path {r}/uwsgi;
+  scgi_temp_path {r}/scgi;
+  upstream up {{ server {upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_buffering on;
+    }}
+  }}
+}}
+"
+            ),
+        )?;
+        let mut child = tokio::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start nginx")?;
+        let pid = child.id().context("nginx pid")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..100 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Ok(Some(Self { addr, pid, child }));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(root.join("error.log")).unwrap_or_default();
+                bail!("nginx exited ({status}): {}", log.trim());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("nginx did not listen on {addr}")
+    }
+
+    /// SIGQUIT (graceful), then kill what is left.
+    async fn stop(mut self) {
+        if let Ok(pid) = i32::try_from(self.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
 }
 
 // ---------------------------------------------------------------- upstream
@@ -276,7 +524,25 @@ fn spawn_accept(
     });
 }
 
+/// The path of the LLM-shaped case: `POST` an Anthropic request, get a
+/// streamed Anthropic answer of [`llm_sse`]'s size.
+const LLM_PATH: &str = "/v1/messages";
+const LLM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":4096,"stream":true,"system":"You are Claude Code.","messages":[{"role":"user","content":"Write a poem."}]}"#;
+
+/// A 16 KiB Anthropic SSE answer with usage, text deltas and a stop reason.
+fn llm_sse() -> &'static Bytes {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| Bytes::from(super::llm::anthropic_sse(16 * 1024)))
+}
+
 fn respond(path: &str, payload: &Bytes) -> Response<UpBody> {
+    if path == LLM_PATH {
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("anthropic-ratelimit-requests-remaining", "49")
+            .body(Full::new(llm_sse().clone()).boxed())
+            .unwrap_or_default();
+    }
     if path == "/sse" {
         let events = futures::stream::unfold(0u8, |n| async move {
             match n {
@@ -307,33 +573,75 @@ fn respond(path: &str, payload: &Bytes) -> Response<UpBody> {
 
 // ------------------------------------------------------------------- proxy
 
+/// What the proxy child stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// The sink discards (no database), as `mitm start` without one.
+    Off,
+    /// The managed database in the child's home, as `mitm start` by default.
+    Managed,
+}
+
+impl Storage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Managed => "managed",
+        }
+    }
+}
+
 struct ProxyUnderTest {
     addr: SocketAddr,
     ca_der: CertificateDer<'static>,
     pid: u32,
     child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
 }
 
 /// Start the proxy as a child process and wait for its address.
-async fn start_proxy(dir: &Path, upstream: &Upstream) -> anyhow::Result<ProxyUnderTest> {
-    let home = dir.join("home");
+async fn start_proxy(
+    dir: &Path,
+    upstream: &Upstream,
+    storage: Storage,
+) -> anyhow::Result<ProxyUnderTest> {
     let exe = std::env::current_exe().context("find the benchmark binary")?;
+    start_proxy_exe(dir, upstream, storage, storage.as_str(), &exe).await
+}
+
+/// [`start_proxy`] from the benchmark binary `exe` (this one, or another
+/// build's, for the side-by-side comparison with an earlier commit).
+async fn start_proxy_exe(
+    dir: &Path,
+    upstream: &Upstream,
+    storage: Storage,
+    name: &str,
+    exe: &Path,
+) -> anyhow::Result<ProxyUnderTest> {
+    let home = dir.join(format!("home-{name}"));
+    std::fs::create_dir_all(&home)?;
+    let log = std::fs::File::create(dir.join(format!("ccproxy-{name}.log")))?;
     let mut child = tokio::process::Command::new(exe)
         .arg("proxy")
         .env(CHILD_ENV, &home)
+        .env(CHILD_STORAGE_ENV, storage.as_str())
         .env(CHILD_UPSTREAM_CA_ENV, &upstream.ca_file)
+        .env_remove("DATABASE_URL")
+        .env_remove("CCPROXY_DATABASE_URL")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .context("start the proxy child")?;
     let pid = child.id().context("proxy child pid")?;
     let stdout = child.stdout.take().context("proxy child stdout")?;
+    let stdin = child.stdin.take();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let line = tokio::time::timeout(Duration::from_secs(180), lines.next_line())
         .await
-        .context("the proxy child did not start within 30 s")??
-        .context("the proxy child exited before listening")?;
+        .context("the proxy child did not start within 180 s")??
+        .context("the proxy child exited before listening (see its log)")?;
     let addr: SocketAddr = line
         .strip_prefix("LISTEN ")
         .context("unexpected proxy child output")?
@@ -345,6 +653,7 @@ async fn start_proxy(dir: &Path, upstream: &Upstream) -> anyhow::Result<ProxyUnd
         ca_der: ca.cert_der(),
         pid,
         child,
+        stdin,
     })
 }
 
@@ -361,21 +670,52 @@ fn child_config(home: &Path) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-/// The child side: serve the forward proxy until stdin closes.
+/// A store sink that keeps nothing (what the engine uses without a database).
+struct Discard;
+
+impl FlowSink for Discard {
+    fn submit(&self, _flow: Arc<Flow>) {}
+}
+
+/// The child side: serve as `mitm start --headless` does until stdin closes.
 async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
-    let cfg = child_config(&home)?;
-    let state = ccproxy::proxy::ProxyState::new(Arc::new(cfg), FlowHub::new(1024))
-        .context("start the proxy")?;
+    let cfg = Arc::new(child_config(&home)?);
+    let storage = std::env::var(CHILD_STORAGE_ENV).unwrap_or_default();
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    if storage == Storage::Managed.as_str() {
+        let engine =
+            ccproxy::engine::Engine::start(Arc::clone(&cfg), ccproxy::engine::Mode::Forward)
+                .await?;
+        let addr = engine
+            .status()
+            .and_then(|s| s.forward)
+            .context("the engine reports no forward listener")?;
+        let log = ccproxy::cmd::flowlog::spawn(&engine.hub, engine.shutdown_token());
+        println!("LISTEN {addr}");
+        while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
+        engine.shutdown().await;
+        log.abort();
+        return Ok(());
+    }
+    let hub = FlowHub::new(8192);
+    // As the engine does: every completed flow goes through the LLM analysis
+    // (CCPROXY_BENCH_NO_ANALYSIS=1 leaves it out, to see what it costs).
+    if std::env::var_os("CCPROXY_BENCH_NO_ANALYSIS").is_none() {
+        hub.set_analyzer(ccproxy::llm::analyzer());
+    }
+    hub.set_sink(Arc::new(Discard));
+    let state = ccproxy::proxy::ProxyState::new(cfg, hub.clone()).context("start the proxy")?;
     let listener = ccproxy::proxy::bind("127.0.0.1", 0).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
+    let log = ccproxy::cmd::flowlog::spawn(&hub, shutdown.clone());
     let task = ccproxy::proxy::serve_forward(listener, state, shutdown.clone());
     println!("LISTEN {addr}");
-    let mut stdin = tokio::io::stdin();
-    let mut sink = [0u8; 64];
     while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
     shutdown.cancel();
     let _ = task.await;
+    let _ = log.await;
     Ok(())
 }
 
@@ -395,7 +735,7 @@ enum Target {
 }
 
 impl Target {
-    async fn connect(&self) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
         match self {
             Self::Plain { connect, .. } => {
                 let tcp = TcpStream::connect(connect).await?;
@@ -418,16 +758,26 @@ impl Target {
         }
     }
 
-    fn request(&self, path: &str) -> anyhow::Result<Request<Empty<Bytes>>> {
+    fn request(&self, path: &str) -> anyhow::Result<Request<Full<Bytes>>> {
         let (uri, host) = match self {
             Self::Plain { connect, prefix } => (format!("{prefix}{path}"), connect.to_string()),
             Self::Tls { upstream, .. } => (path.to_string(), upstream.to_string()),
         };
-        Ok(Request::get(uri).header("host", host).body(Empty::new())?)
+        if path == LLM_PATH {
+            // An Anthropic Messages call, so the analysis stage has work to do.
+            return Ok(Request::post(uri)
+                .header("host", host)
+                .header("content-type", "application/json")
+                .header("user-agent", "claude-cli/1.0.83 (external, cli)")
+                .body(Full::new(Bytes::from_static(LLM_REQUEST.as_bytes())))?);
+        }
+        Ok(Request::get(uri)
+            .header("host", host)
+            .body(Full::default())?)
     }
 }
 
-async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Empty<Bytes>>>
+async fn handshake<S>(io: S) -> anyhow::Result<SendRequest<Full<Bytes>>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -490,10 +840,17 @@ struct Figures {
 
 struct Row {
     label: &'static str,
-    direct: anyhow::Result<Figures>,
-    proxied: anyhow::Result<Figures>,
-    /// Proxy child RSS right after the proxied run.
-    proxy_rss_kib: u64,
+    /// Each column: its name and its figures (direct first).
+    sides: Vec<(&'static str, anyhow::Result<Figures>)>,
+}
+
+impl Row {
+    fn side(&self, name: &str) -> Option<&Figures> {
+        self.sides
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, r)| r.as_ref().ok())
+    }
 }
 
 /// One line of the table.
@@ -506,10 +863,8 @@ struct Case {
 
 async fn compare(
     case: &Case,
-    direct: &Target,
-    proxied: &Target,
+    sides: &[(&'static str, Target, Option<u32>)],
     window: Duration,
-    proxy_pid: u32,
 ) -> Row {
     let Case {
         label,
@@ -517,14 +872,14 @@ async fn compare(
         conc,
         keep_alive,
     } = *case;
-    let direct = load(direct, size, conc, keep_alive, window, None).await;
-    let proxied = load(proxied, size, conc, keep_alive, window, Some(proxy_pid)).await;
-    Row {
-        label,
-        direct,
-        proxied,
-        proxy_rss_kib: rss_kib(proxy_pid, "VmRSS"),
+    let mut out = Vec::with_capacity(sides.len());
+    for (name, target, pid) in sides {
+        out.push((
+            *name,
+            load(target, size, conc, keep_alive, window, *pid).await,
+        ));
     }
+    Row { label, sides: out }
 }
 
 /// `conc` clients hammer `target` for the warm-up plus `window`; CPU time
@@ -539,9 +894,9 @@ async fn load(
 ) -> anyhow::Result<Figures> {
     // One request first, so a broken setup fails loudly instead of timing errors.
     let mut probe = target.connect().await.context("connect")?;
-    let resp = probe
-        .send_request(target.request(&format!("/bytes/{size}"))?)
-        .await?;
+    let path = case_path(size);
+    let size = case_size(size);
+    let resp = probe.send_request(target.request(&path)?).await?;
     let status = resp.status();
     let got = resp.into_body().collect().await?.to_bytes().len();
     if !status.is_success() || got != size {
@@ -552,7 +907,6 @@ async fn load(
     let start = Instant::now();
     let measure_from = start + WARMUP;
     let until = measure_from + window;
-    let path = format!("/bytes/{size}");
     let cpu_start = Arc::new(std::sync::Mutex::new(None::<f64>));
     let tasks: Vec<_> = (0..conc)
         .map(|_| {
@@ -600,6 +954,23 @@ async fn load(
     })
 }
 
+/// Size 0 stands for the LLM case (its path and the SSE answer's size).
+fn case_path(size: usize) -> String {
+    if size == 0 {
+        LLM_PATH.to_string()
+    } else {
+        format!("/bytes/{size}")
+    }
+}
+
+fn case_size(size: usize) -> usize {
+    if size == 0 {
+        llm_sse().len()
+    } else {
+        size
+    }
+}
+
 /// One client: requests until `until`, latencies recorded from `measure_from`.
 async fn worker(
     target: &Target,
@@ -612,7 +983,7 @@ async fn worker(
     let mut lat = Vec::with_capacity(4096);
     let mut errors = 0u64;
     let mut first_error = None;
-    let mut conn: Option<SendRequest<Empty<Bytes>>> = None;
+    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     while Instant::now() < until {
         let t0 = Instant::now();
         let ok = async {
@@ -701,61 +1072,62 @@ async fn sse_first_event(target: &Target) -> anyhow::Result<Duration> {
 fn print_rows(rows: &[Row]) {
     println!();
     println!(
-        "{:<31} | {:>9} {:>8} {:>8} {:>7} | {:>9} {:>8} {:>8} {:>7} | {:>6} {:>8}",
-        "case",
-        "direct/s",
-        "p50 ms",
-        "p99 ms",
-        "cpu ms",
-        "proxy/s",
-        "p50 ms",
-        "p99 ms",
-        "prx cpu",
-        "ratio",
-        "+p50 ms"
+        "{:<31} {:<11} | {:>9} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}",
+        "case", "side", "req/s", "p50 ms", "p99 ms", "cpu ms", "÷direct", "÷nginx", "+p50 ms"
     );
-    println!("{}", "-".repeat(135));
+    println!("{}", "-".repeat(118));
     for row in rows {
-        let mut line = format!("{:<31} |", row.label);
-        for side in [&row.direct, &row.proxied] {
-            match side {
+        let direct = row.side("direct");
+        let nginx = row.side("nginx");
+        for (name, r) in &row.sides {
+            let mut line = format!("{:<31} {name:<11} |", row.label);
+            match r {
                 Ok(f) => {
                     let _ = write!(
                         line,
-                        " {:>9.0} {:>8.3} {:>8.3} {:>7.3} |",
+                        " {:>9.0} {:>8.3} {:>8.3} {:>8.3} |",
                         f.rps,
                         ms(f.p50),
                         ms(f.p99),
                         f.cpu_per_req_ms
                     );
+                    let ratio = |base: Option<&Figures>| {
+                        base.filter(|_| *name != "direct")
+                            .map_or_else(|| "-".to_string(), |b| format!("{:.2}", f.rps / b.rps))
+                    };
+                    let nginx_ratio = if name.starts_with("ccproxy") {
+                        ratio(nginx)
+                    } else {
+                        "-".into()
+                    };
+                    let added = direct.filter(|_| *name != "direct").map_or_else(
+                        || "-".to_string(),
+                        |d| format!("{:.3}", ms(f.p50) - ms(d.p50)),
+                    );
+                    let _ = write!(
+                        line,
+                        " {:>8} {:>8} {:>8}",
+                        ratio(direct),
+                        nginx_ratio,
+                        added
+                    );
+                    if f.errors > 0 {
+                        let _ = write!(line, "  ({} errors)", f.errors);
+                    }
                 }
                 Err(e) => {
                     let _ = write!(
                         line,
-                        " {:<35} |",
-                        format!("failed: {e:#}")
-                            .chars()
-                            .take(35)
-                            .collect::<String>()
+                        " failed: {}",
+                        format!("{e:#}").chars().take(70).collect::<String>()
                     );
                 }
             }
+            println!("{line}");
         }
-        if let (Ok(d), Ok(p)) = (&row.direct, &row.proxied) {
-            let _ = write!(
-                line,
-                " {:>5.0}% {:>8.3}",
-                100.0 * p.rps / d.rps,
-                ms(p.p50) - ms(d.p50)
-            );
-            if d.errors + p.errors > 0 {
-                let _ = write!(line, "  ({} / {} errors)", d.errors, p.errors);
-            }
-        }
-        println!("{line}");
     }
     for row in rows {
-        for (side, r) in [("direct", &row.direct), ("proxy", &row.proxied)] {
+        for (side, r) in &row.sides {
             match r {
                 Err(e) => println!("  {} {side}: {e:#}", row.label),
                 Ok(Figures {
@@ -769,36 +1141,64 @@ fn print_rows(rows: &[Row]) {
     }
 }
 
-fn print_targets(rows: &[Row], sse: Option<&(Duration, Duration)>, proxy_hwm_kib: u64) {
+/// `ccproxy ÷ baseline` for every row that measured both (the issue-9
+/// target: the analysis on costs no more than 5% of throughput).
+fn print_baseline(rows: &[Row]) {
+    let pairs: Vec<(&str, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.label, r.side("ccproxy")?.rps / r.side("baseline")?.rps)))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!("ccproxy ÷ baseline (the build in {BASELINE_ENV}, storage off, same run):");
+    for (label, r) in pairs {
+        let verdict = if r >= 0.95 { "ok" } else { "MISSED" };
+        println!("  {label:<31} {r:>5.2}  target ≥ 0.95  {verdict}");
+    }
+}
+
+fn print_targets(rows: &[Row], sse: Option<&(Duration, Duration)>, idle: Option<&(usize, u64)>) {
     let find = |label: &str| rows.iter().find(|r| r.label == label);
-    let ratio = |label: &str| {
-        find(label).and_then(|r| match (&r.direct, &r.proxied) {
-            (Ok(d), Ok(p)) if d.rps > 0.0 => Some(100.0 * p.rps / d.rps),
-            _ => None,
-        })
+    let ratio = |label: &str, side: &str, base: &str| {
+        let r = find(label)?;
+        Some(r.side(side)?.rps / r.side(base)?.rps)
     };
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
-    println!("targets (issue 2):");
-    for (label, want) in [
-        ("http keep-alive 1 KiB  c=32", 40.0),
-        ("https keep-alive 1 KiB c=32", 40.0),
-        ("https new conn/req 1 KiB c=32", 50.0),
+    println!("targets (issue 11):");
+    let c32 = "http keep-alive 1 KiB  c=32";
+    for (side, base, want) in [
+        ("ccproxy", "nginx", 0.75),
+        ("ccproxy+db", "nginx", 0.60),
+        ("ccproxy", "direct", 0.0),
+        ("ccproxy+db", "direct", 0.0),
     ] {
-        match ratio(label) {
-            Some(r) => println!(
-                "  {label:<31} proxied/direct {r:>5.0}%  target ≥ {want:.0}%  {}",
+        match ratio(c32, side, base) {
+            Some(r) if want > 0.0 => println!(
+                "  {c32} {side:<10} ÷ {base:<6} {r:>5.2}  target ≥ {want:.2}  {}",
                 verdict(r >= want)
             ),
-            None => println!("  {label:<31} not measured"),
+            Some(r) => println!("  {c32} {side:<10} ÷ {base:<6} {r:>5.2}"),
+            None => println!("  {c32} {side:<10} ÷ {base:<6} not measured"),
         }
     }
+    let https = "https keep-alive 1 KiB c=32";
+    match ratio(https, "ccproxy", "direct") {
+        Some(r) => println!(
+            "  {https:<31} ccproxy ÷ direct {r:>5.2}  target ≥ 0.50  {}",
+            verdict(r >= 0.5)
+        ),
+        None => println!("  {https:<31} not measured"),
+    }
     if let Some(r) = find("http keep-alive 1 KiB  c=1") {
-        if let (Ok(d), Ok(p)) = (&r.direct, &r.proxied) {
-            let added = ms(p.p50) - ms(d.p50);
-            println!(
-                "  added p50 latency at c=1        {added:.3} ms  target ≤ 0.100 ms  {}",
-                verdict(added <= 0.1)
-            );
+        for side in ["ccproxy", "ccproxy+db"] {
+            if let (Some(d), Some(p)) = (r.side("direct"), r.side(side)) {
+                let added = ms(p.p50) - ms(d.p50);
+                println!(
+                    "  added p50 latency at c=1 ({side:<10}) {added:.3} ms  target ≤ 0.050 ms  {}",
+                    verdict(added <= 0.05)
+                );
+            }
         }
     }
     if let Some((d, p)) = sse {
@@ -808,15 +1208,16 @@ fn print_targets(rows: &[Row], sse: Option<&(Duration, Duration)>, proxy_hwm_kib
             verdict(added <= 1.0)
         );
     }
-    if rows.iter().all(|r| r.proxied.is_err()) {
-        println!("  proxy RSS                       not measured (no proxied case ran)");
-        return;
+    match idle {
+        Some((n, kib)) => {
+            let mib = kib_mib(*kib);
+            println!(
+                "  RSS with {n} idle connections   {mib:.1} MiB  target ≤ 50 MiB  {}",
+                verdict(mib <= 50.0 && *n >= IDLE_CONNS)
+            );
+        }
+        None => println!("  RSS with idle connections       not measured"),
     }
-    let mib = kib_mib(proxy_hwm_kib);
-    println!(
-        "  proxy RSS high-water mark       {mib:.1} MiB  target ≤ 50 MiB  {}",
-        verdict(mib <= 50.0)
-    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -839,8 +1240,34 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// User + system CPU seconds of a process (this one when `None`) so far.
+/// User + system CPU seconds of a process (this one when `None`) and its
+/// direct children (nginx's workers) so far.
 fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else {
+        return cpu_of(None);
+    };
+    let mut total = cpu_of(Some(pid));
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if ppid == Some(pid) {
+                total += cpu_of(Some(child));
+            }
+        }
+    }
+    total
+}
+
+/// User + system CPU seconds of one process (this one when `None`).
+fn cpu_of(pid: Option<u32>) -> f64 {
     let path = pid.map_or_else(
         || "/proc/self/stat".to_string(),
         |p| format!("/proc/{p}/stat"),

@@ -118,7 +118,7 @@ async fn measure(home: &Path, url: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fresh(admin_url: &str, name: &str) -> anyhow::Result<String> {
+pub async fn fresh(admin_url: &str, name: &str) -> anyhow::Result<String> {
     let admin = admin_url.replacen("/ccproxy?", "/postgres?", 1);
     let c = store::connect(&admin).await?;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
@@ -215,7 +215,7 @@ fn psql(url: &str, cmd: &str) -> anyhow::Result<()> {
 }
 
 /// A row like Claude Code traffic: ~1 KB of headers, 2–4 KB of bodies.
-fn realistic(i: usize) -> Flow {
+pub fn realistic(i: usize) -> Flow {
     let mut f = Flow::new(
         Direction::Reverse,
         "POST",

@@ -126,7 +126,14 @@ impl Detail {
     pub fn header_rows(&self, e: Option<&Entry>) -> usize {
         e.map_or(0, |e| match self.tab {
             Tab::Request => e.flow.request_headers.len() + 2,
-            Tab::Response => e.flow.response_headers.len() + 2,
+            Tab::Response => {
+                e.flow.response_headers.len()
+                    + 2
+                    + e.flow
+                        .llm
+                        .as_deref()
+                        .map_or(0, |a| crate::tui::summary::rows(a).len() + 1)
+            }
             Tab::Timing => 0,
         })
     }
@@ -243,6 +250,10 @@ pub fn tab_body(e: &Entry, tab: Tab) -> Option<(Option<&str>, Bytes)> {
                 .or_else(|| f.request_header("content-type")),
             f.request_body.clone(),
         )),
+        Tab::Response if !f.ws_messages.is_empty() => Some((
+            Some("text/plain"),
+            crate::tui::websocket::message_list(&f.ws_messages),
+        )),
         Tab::Response => {
             let body = if f.is_complete() || e.live.is_empty() {
                 f.response_body.clone()
@@ -258,4 +269,32 @@ pub fn tab_body(e: &Entry, tab: Tab) -> Option<(Option<&str>, Bytes)> {
         }
         Tab::Timing => None,
     }
+}
+
+/// The file `b` writes for a tab's body: its name (the flow id's tail, the
+/// side, an extension from the content) and bytes; `Ok(None)` when the tab
+/// has no body, `Err` with what to tell the user when it is empty.
+pub fn saved_body(e: &Entry, tab: Tab) -> Result<Option<(String, Bytes)>, &'static str> {
+    let Some((ct, bytes)) = tab_body(e, tab) else {
+        return Ok(None);
+    };
+    if bytes.is_empty() {
+        return Err("this body is empty: nothing to save");
+    }
+    let ext = match BodyMode::detect(ct, &bytes) {
+        BodyMode::Json => "json",
+        BodyMode::Sse => "sse",
+        BodyMode::Text => "txt",
+        BodyMode::Hex => "bin",
+    };
+    let id = e.flow.id.simple().to_string();
+    let side = if tab == Tab::Request {
+        "request"
+    } else {
+        "response"
+    };
+    Ok(Some((
+        format!("{}-{side}.{ext}", &id[id.len() - 12..]),
+        bytes,
+    )))
 }

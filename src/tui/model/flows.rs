@@ -3,7 +3,7 @@
 //! merge of stored history pages. No drawing, no I/O.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::flow::filter::Filter;
 use crate::flow::{Flow, TrafficType};
+use crate::llm::{Analysis, PriceTable};
 
 /// Largest live body kept per in-flight flow (the completed flow carries the final copy).
 const MAX_LIVE_BODY: usize = 64 << 20;
@@ -26,15 +27,94 @@ pub struct Entry {
     pub live: Vec<u8>,
     /// The bodies were dropped to stay within the memory budget.
     pub trimmed: bool,
+    /// What the LLM / MCP exchange means, once it completed (kept when the
+    /// bodies are trimmed, so the columns and totals stay right).
+    pub llm: Option<Arc<Analysis>>,
 }
 
 impl Entry {
     fn new(flow: Arc<Flow>) -> Self {
+        let llm = analysis_of(&flow);
         Self {
             flow,
             live: Vec::new(),
             trimmed: false,
+            llm,
         }
+    }
+}
+
+/// The analysis of a completed flow: the one the engine's analysis stage set
+/// on it, else (a flow from an engine without the stage, or from history
+/// stored before it) computed here once with the bundled price table.
+fn analysis_of(flow: &Flow) -> Option<Arc<Analysis>> {
+    static PRICES: OnceLock<PriceTable> = OnceLock::new();
+    if let Some(a) = &flow.llm {
+        return Some(Arc::clone(a));
+    }
+    if !flow.is_complete() || !matches!(flow.traffic_type, TrafficType::Llm | TrafficType::Mcp) {
+        return None;
+    }
+    crate::llm::analyze(flow, PRICES.get_or_init(PriceTable::bundled)).map(Arc::new)
+}
+
+/// Token, cost and cache totals over a set of flows (the header's figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// Flows with an analysis.
+    pub analysed: u64,
+    /// Fresh input tokens.
+    pub input: u64,
+    /// Output tokens (reasoning included).
+    pub output: u64,
+    /// Input tokens read from the cache.
+    pub cache_read: u64,
+    /// Input tokens written to the cache.
+    pub cache_creation: u64,
+    /// Cost of the priced flows, USD.
+    pub cost_usd: f64,
+    /// Analysed flows whose model is not in the price table.
+    pub unpriced: u64,
+}
+
+impl Totals {
+    /// Add one analysis.
+    pub fn add(&mut self, a: &Analysis) {
+        self.analysed += 1;
+        self.input += a.usage.input.unwrap_or(0);
+        self.output += a.usage.output.unwrap_or(0);
+        self.cache_read += a.usage.cache_read.unwrap_or(0);
+        self.cache_creation += a.usage.cache_creation.unwrap_or(0);
+        match a.cost_usd {
+            Some(c) => self.cost_usd += c,
+            None if !a.usage.is_empty() => self.unpriced += 1,
+            None => {}
+        }
+    }
+
+    /// Take one analysis out again (the flow left the visible set or was replaced).
+    pub fn remove(&mut self, a: &Analysis) {
+        self.analysed = self.analysed.saturating_sub(1);
+        self.input = self.input.saturating_sub(a.usage.input.unwrap_or(0));
+        self.output = self.output.saturating_sub(a.usage.output.unwrap_or(0));
+        self.cache_read = self
+            .cache_read
+            .saturating_sub(a.usage.cache_read.unwrap_or(0));
+        self.cache_creation = self
+            .cache_creation
+            .saturating_sub(a.usage.cache_creation.unwrap_or(0));
+        match a.cost_usd {
+            Some(c) => self.cost_usd = (self.cost_usd - c).max(0.0),
+            None if !a.usage.is_empty() => self.unpriced = self.unpriced.saturating_sub(1),
+            None => {}
+        }
+    }
+
+    /// Cache read ÷ (input + cache read + cache creation), when any prompt was sent.
+    pub fn cache_hit_rate(&self) -> Option<f64> {
+        let prompt = self.input + self.cache_read + self.cache_creation;
+        #[allow(clippy::cast_precision_loss)]
+        (prompt > 0).then(|| self.cache_read as f64 / prompt as f64)
     }
 }
 
@@ -62,6 +142,11 @@ pub struct FlowList {
     budget: usize,
     body_bytes: usize,
     body_order: VecDeque<Uuid>,
+    /// Bumped whenever the set of analysed flows may have changed.
+    generation: u64,
+    /// The totals of the visible flows, kept up to date as they change (the
+    /// header shows them every frame; summing 100,000 flows a frame is not cheap).
+    totals: Totals,
 }
 
 impl Default for FlowList {
@@ -84,7 +169,25 @@ impl FlowList {
             budget,
             body_bytes: 0,
             body_order: VecDeque::new(),
+            generation: 0,
+            totals: Totals::default(),
         }
+    }
+
+    /// Changes whenever a flow completes, or flows are cleared or prepended:
+    /// what the sessions view compares to know its model is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every entry held, oldest first (filtered or not).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entry of the flow with this id.
+    pub fn entry(&self, id: &Uuid) -> Option<&Entry> {
+        self.index.get(id).and_then(|&i| self.entries.get(i))
     }
 
     /// All flows held (filtered or not).
@@ -114,6 +217,21 @@ impl FlowList {
             .filter_map(|&i| self.entries.get(i))
             .map(|e| Arc::clone(&e.flow))
             .collect()
+    }
+
+    /// Token, cost and cache totals of the flows passing the filter.
+    pub fn visible_totals(&self) -> Totals {
+        self.totals
+    }
+
+    fn sum_visible(&self) -> Totals {
+        let mut t = Totals::default();
+        for e in self.visible.iter().filter_map(|&i| self.entries.get(i)) {
+            if let Some(a) = &e.llm {
+                t.add(a);
+            }
+        }
+        t
     }
 
     /// Position of the selection in the visible list.
@@ -159,7 +277,24 @@ impl FlowList {
     /// Insert a new flow or replace the held copy; true when it was new.
     pub fn upsert(&mut self, flow: Arc<Flow>) -> bool {
         let passes = self.filter.matches(&flow);
+        if flow.is_complete() {
+            self.generation += 1;
+        }
         if let Some(&i) = self.index.get(&flow.id) {
+            let was_visible = self.visible.binary_search(&i).is_ok();
+            if was_visible {
+                if let Some(a) = &self.entries[i].llm {
+                    self.totals.remove(a);
+                }
+            }
+            if flow.is_complete() {
+                self.entries[i].llm = analysis_of(&flow);
+            }
+            if passes {
+                if let Some(a) = &self.entries[i].llm {
+                    self.totals.add(a);
+                }
+            }
             let old = std::mem::replace(&mut self.entries[i].flow, Arc::clone(&flow));
             self.entries[i].trimmed = false;
             self.body_bytes =
@@ -186,6 +321,9 @@ impl FlowList {
         self.enforce_budget();
         if passes {
             self.visible.push(i);
+            if let Some(a) = &self.entries[i].llm {
+                self.totals.add(a);
+            }
         }
         if self.follow || self.selected.is_none() {
             self.select_last();
@@ -214,6 +352,7 @@ impl FlowList {
 
     /// Forget every flow.
     pub fn clear(&mut self) {
+        self.generation += 1;
         self.entries.clear();
         self.index.clear();
         self.visible.clear();
@@ -221,6 +360,7 @@ impl FlowList {
         self.counts = [0; 4];
         self.body_bytes = 0;
         self.body_order.clear();
+        self.totals = Totals::default();
     }
 
     /// Select the newest visible flow (keep the selection when none passes).
@@ -257,6 +397,7 @@ impl FlowList {
         } else {
             visible_in(filter, &self.entries)
         };
+        self.totals = self.sum_visible();
         if self.follow {
             self.select_last();
         }
@@ -273,6 +414,7 @@ impl FlowList {
         if older.is_empty() {
             return 0;
         }
+        self.generation += 1;
         older.sort_by_key(|e| e.flow.start_time);
         let k = older.len();
         for e in older.iter().rev() {
@@ -475,6 +617,60 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(list.merge_history(vec![flow(5, "POST", 0)]), 0);
         assert_eq!(list.counts().iter().sum::<u64>(), 7);
+    }
+
+    #[test]
+    fn totals_follow_updates_and_the_filter() {
+        let llm = |f: &mut Flow, input: u64, cost: f64| {
+            f.llm = Some(Arc::new(Analysis {
+                usage: crate::llm::Usage {
+                    input: Some(input),
+                    ..crate::llm::Usage::default()
+                },
+                cost_usd: Some(cost),
+                ..Analysis::default()
+            }));
+        };
+        let mut list = FlowList::default();
+        let mut a = flow(0, "POST", 0);
+        llm(&mut a, 10, 0.5);
+        let mut b = flow(1, "GET", 0);
+        llm(&mut b, 5, 0.25);
+        list.upsert(Arc::new(a.clone()));
+        list.upsert(Arc::new(b));
+        assert_eq!(list.visible_totals().input, 15);
+        // A newer copy replaces the old figures instead of adding to them.
+        llm(&mut a, 20, 1.0);
+        list.upsert(Arc::new(a));
+        assert_eq!(list.visible_totals(), list.sum_visible());
+        assert_eq!(list.visible_totals().input, 25);
+        list.set_filter(filter::parse("~m GET").expect("parse"));
+        assert_eq!(list.visible_totals().input, 5);
+        assert_eq!(list.visible_totals(), list.sum_visible());
+        list.clear();
+        assert_eq!(list.visible_totals(), Totals::default());
+    }
+
+    #[test]
+    fn generation_moves_when_flows_complete_or_go() {
+        let mut list = FlowList::default();
+        let mut f = flow(0, "POST", 0);
+        f.end_time = None;
+        list.upsert(Arc::new(f.clone()));
+        let g0 = list.generation();
+        list.append_live(&f.id, b"abc");
+        assert_eq!(list.generation(), g0, "live bytes are not a completion");
+        f.end_time = Some(f.start_time);
+        list.complete(Arc::new(f.clone()));
+        let g1 = list.generation();
+        assert!(g1 > g0);
+        assert!(list.entry(&f.id).is_some());
+        assert_eq!(list.merge_history(vec![flow(5, "GET", 0)]), 1);
+        assert!(list.generation() > g1);
+        let g2 = list.generation();
+        list.clear();
+        assert!(list.generation() > g2);
+        assert!(list.entry(&f.id).is_none() && list.entries().is_empty());
     }
 
     #[test]

@@ -1,13 +1,64 @@
 //! The TUI's state, in pure pieces with their own tests: the flows held
-//! ([`flows::FlowList`]), the detail pane ([`detail::Detail`]) and the
-//! request rate shown in the header.
+//! ([`flows::FlowList`]), the detail pane ([`detail::Detail`]), the Sessions
+//! view ([`sessions::Sessions`]), the request diff ([`diff::DiffDoc`]) and
+//! the request rate shown in the header.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
 pub mod detail;
+pub mod diff;
 pub mod flows;
+pub mod sessions;
+
+/// Which pane has the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// The flow table.
+    List,
+    /// The detail pane of the selected flow.
+    Detail,
+    /// `s`: the sessions table.
+    Sessions,
+    /// One session: conversations, turns, timeline, rate limits.
+    Session,
+    /// Two request bodies side by side.
+    Diff,
+}
+
+/// What floats above the panes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// Nothing.
+    None,
+    /// `?`: every binding.
+    Help,
+    /// The curl command just copied.
+    Curl(String),
+}
+
+/// Which bar is taking text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Keys are commands.
+    None,
+    /// The `/` filter bar.
+    Filter,
+    /// The body search bar.
+    Search,
+}
+
+/// History loading state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct History {
+    /// A history source is connected.
+    pub available: bool,
+    /// A page request is out.
+    pub loading: bool,
+    /// No older flows remain (or the list was cleared).
+    pub exhausted: bool,
+}
 
 /// The sizes the last layout gave the panes, computed before the frame is
 /// drawn (`ui::viewport`) and used by paging and scrolling.
@@ -19,6 +70,16 @@ pub struct Viewport {
     pub body_rows: usize,
     /// Columns of the detail pane's content.
     pub body_width: usize,
+    /// Columns of the whole screen (picks the table's columns).
+    pub width: u16,
+    /// Session rows the sessions table shows.
+    pub sessions_rows: usize,
+    /// Rows of an open session's turns pane.
+    pub turn_rows: usize,
+    /// Rows of the diff view.
+    pub diff_rows: usize,
+    /// Columns of each side of the diff view's text.
+    pub diff_width: usize,
 }
 
 impl Default for Viewport {
@@ -27,6 +88,11 @@ impl Default for Viewport {
             table_rows: 10,
             body_rows: 10,
             body_width: 100,
+            width: 120,
+            sessions_rows: 10,
+            turn_rows: 10,
+            diff_rows: 10,
+            diff_width: 50,
         }
     }
 }

@@ -133,6 +133,26 @@ fn head_lines(entry: &Entry, tab: Tab) -> Vec<Line<'static>> {
         }
     };
     let mut out = vec![first];
+    if let (Tab::Response, Some(a)) = (tab, f.llm.as_deref()) {
+        // The analysis first: what a reader of an LLM exchange looks for.
+        let rows = crate::tui::summary::rows(a);
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in rows {
+            let style = if k == "api error" {
+                Style::new().fg(Color::Red)
+            } else {
+                Style::new()
+            };
+            out.push(Line::from(vec![
+                Span::styled(format!("{k:>width$}  "), Style::new().fg(Color::Magenta)),
+                Span::styled(clean(&v), style),
+            ]));
+        }
+        out.push(Line::styled(
+            "── headers ──",
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
     out.extend(header_table(headers));
     let mut sep = format!("── body {}", human_size(size));
     if entry.trimmed {

@@ -10,9 +10,19 @@ use super::{clean, human_size};
 use crate::engine::status::StorageState;
 use crate::flow::TrafficType;
 use crate::tui::app::App;
-use crate::tui::columns::type_color;
+use crate::tui::columns::{count, type_color, usd};
 
-/// Draw the two header rows.
+/// Rows the header takes: a third one with the token, cost and cache
+/// totals of the visible flows when any of them was analysed.
+pub fn rows(app: &App) -> u16 {
+    if app.flows.visible_totals().analysed > 0 {
+        3
+    } else {
+        2
+    }
+}
+
+/// Draw the header rows (see [`rows`]).
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let dim = Style::new().fg(Color::DarkGray);
@@ -36,6 +46,41 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         None => top.push(Span::styled(" waiting for engine status ", dim)),
     }
     top.push(Span::styled(format!("· {}", clean(&app.source)), dim));
+    let mut lines = vec![Line::from(top)];
+    let t = app.flows.visible_totals();
+    if t.analysed > 0 {
+        let mut top = vec![Span::styled(
+            format!(" analysed {} ", t.analysed),
+            bold.fg(Color::Magenta),
+        )];
+        let llm = Style::new().fg(Color::Magenta);
+        top.push(Span::styled(
+            format!(
+                "· tokens in {} · cache read {} · cache write {} · out {} ",
+                count(t.input),
+                count(t.cache_read),
+                count(t.cache_creation),
+                count(t.output)
+            ),
+            llm,
+        ));
+        let unpriced = if t.unpriced > 0 {
+            format!(" (+{} unpriced)", t.unpriced)
+        } else {
+            String::new()
+        };
+        top.push(Span::styled(
+            format!("· {}{unpriced} ", usd(t.cost_usd)),
+            llm,
+        ));
+        if let Some(rate) = t.cache_hit_rate() {
+            top.push(Span::styled(
+                format!("· cache hit {:.1}% ", rate * 100.0),
+                llm,
+            ));
+        }
+        lines.push(Line::from(top));
+    }
 
     let counts = app.flows.counts();
     let mut bottom = vec![Span::styled(format!(" flows {} ", app.len()), bold)];
@@ -74,7 +119,10 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         ));
     }
     f.render_widget(
-        Paragraph::new(vec![Line::from(top), Line::from(bottom)]),
+        Paragraph::new({
+            lines.insert(1, Line::from(bottom));
+            lines
+        }),
         area,
     );
 }

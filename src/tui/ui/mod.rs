@@ -17,12 +17,16 @@
 //! │ footer: keys that apply now · last notice                        │ 1 row
 //! └──────────────────────────────────────────────────────────────────┘
 //!   overlays: `?` help and `y` curl float centred above everything
+//!   `s`: the sessions table, then one session (see `sessions.rs`), and the
+//!   diff of two requests (see `diff.rs`), each in the whole middle
 //! ```
 
 mod bars;
 mod detail;
+pub mod diff;
 mod header;
 mod overlay;
+pub mod sessions;
 pub mod table;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -39,6 +43,8 @@ struct Areas {
     list: Rect,
     /// The detail pane, where it is (or would be) while a flow is open.
     detail: Rect,
+    /// Everything between the header and the bars (the sessions and diff views).
+    main: Rect,
     bar: Rect,
     foot: Rect,
 }
@@ -51,7 +57,7 @@ fn areas(area: Rect, app: &App) -> Areas {
         Input::None => 0,
     };
     let [head, main, bar, foot] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(header::rows(app)),
         Constraint::Min(3),
         Constraint::Length(bar_rows),
         Constraint::Length(1),
@@ -68,6 +74,7 @@ fn areas(area: Rect, app: &App) -> Areas {
         head,
         list,
         detail,
+        main,
         bar,
         foot,
     }
@@ -82,6 +89,11 @@ pub fn viewport(area: Rect, app: &App) -> Viewport {
         table_rows: table::rows_in(a.list),
         body_rows: usize::from(body.height),
         body_width: usize::from(body.width),
+        width: area.width,
+        sessions_rows: sessions::list_rows_in(a.main),
+        turn_rows: usize::from(sessions::session_areas(a.main).turns.height),
+        diff_rows: usize::from(diff::diff_areas(a.main).rows.height),
+        diff_width: diff::text_width(a.main, app.diff.as_ref()),
     }
 }
 
@@ -90,9 +102,15 @@ pub fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     let a = areas(area, app);
     header::render(f, app, a.head);
-    table::render(f, app, a.list);
-    if app.focus == Focus::Detail {
-        detail::render(f, app, a.detail);
+    match app.focus {
+        Focus::List => table::render(f, app, a.list),
+        Focus::Detail => {
+            table::render(f, app, a.list);
+            detail::render(f, app, a.detail);
+        }
+        Focus::Sessions => sessions::render_list(f, app, a.main),
+        Focus::Session => sessions::render_session(f, app, a.main),
+        Focus::Diff => diff::render(f, app, a.main),
     }
     bars::render_bar(f, app, a.bar);
     bars::render_footer(f, app, a.foot);

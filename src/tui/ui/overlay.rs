@@ -32,6 +32,9 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     }
 }
 
+/// Columns of the help overlay.
+const HELP_WIDTH: u16 = 100;
+
 fn help(f: &mut Frame, area: Rect) {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
     let mut lines: Vec<Line> = bindings::help()
@@ -47,15 +50,25 @@ fn help(f: &mut Frame, area: Rect) {
         " filter language (/):",
         Style::new().add_modifier(Modifier::BOLD),
     ));
-    let ops: Vec<String> = OPERATORS
-        .iter()
-        .map(|(op, what)| format!("{op} {what}"))
-        .collect();
-    for pair in ops.chunks(2) {
-        lines.push(Line::raw(format!("  {}", pair.join(" · "))));
+    // As many operators to a line as fit inside the borders.
+    let room = usize::from(HELP_WIDTH.min(area.width)).saturating_sub(4);
+    let mut line = String::new();
+    for (op, what) in OPERATORS {
+        let item = format!("{op} {what}");
+        let len = line.chars().count();
+        if len > 0 && len + 3 + item.chars().count() > room {
+            lines.push(Line::raw(format!("  {}", std::mem::take(&mut line))));
+        }
+        if !line.is_empty() {
+            line.push_str(" · ");
+        }
+        line.push_str(&item);
+    }
+    if !line.is_empty() {
+        lines.push(Line::raw(format!("  {line}")));
     }
     let height = lines.len() as u16 + 2;
-    let rect = centred(area, 100, height);
+    let rect = centred(area, HELP_WIDTH, height);
     f.render_widget(Clear, rect);
     let block = Block::bordered()
         .title(" keys (Esc closes) ")

@@ -24,6 +24,12 @@ fn block(app: &App) -> Block<'static> {
             Style::new().fg(Color::Yellow),
         ));
     }
+    if !app.marks.is_empty() {
+        title.push(Span::styled(
+            format!("[{} marked: d diffs] ", app.marks.len()),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     Block::new().borders(Borders::TOP).title(Line::from(title))
 }
 
@@ -67,18 +73,27 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         f.render_widget(Line::styled(msg, Style::new().fg(Color::DarkGray)), inner);
         return;
     }
-    let cols: Vec<&Column> = app
-        .columns
+    let cols: Vec<&Column> = columns::with_llm(&app.columns, app.llm_columns_shown())
         .iter()
         .filter_map(|id| columns::column(*id))
         .collect();
     let rows: Vec<Row> = (offset..(offset + rows_fit).min(shown))
         .filter_map(|i| app.visible_entry(i))
         .map(|e| {
-            Row::new(cols.iter().map(|c| {
-                let (text, style) = (c.cell)(e);
+            let marked = app.marks.contains(&e.flow.id);
+            Row::new(cols.iter().enumerate().map(|(i, c)| {
+                let (mut text, style) = (c.cell)(e);
+                if marked && i == 0 {
+                    // The first cell gives up its first character to the mark.
+                    text = std::iter::once('◆').chain(text.chars().skip(1)).collect();
+                }
                 Cell::from(text).style(style)
             }))
+            .style(if marked {
+                Style::new().fg(Color::Yellow)
+            } else {
+                Style::new()
+            })
         })
         .collect();
     let header = Row::new(cols.iter().map(|c| c.header)).style(
