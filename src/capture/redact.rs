@@ -80,6 +80,8 @@ pub const SECRET_FIELDS: &[&str] = &[
 
 /// Stand-in for the hidden middle of a secret.
 const ELLIPSIS: char = '…';
+/// Extra passes a redaction may take to reach its fixed point.
+const FIXPOINT_PASSES: usize = 4;
 /// What a secret too short to show any of becomes.
 const MASK: &str = "****";
 /// Characters kept at the start of a token (`sk-`).
@@ -198,6 +200,22 @@ impl Redactor {
     /// A URL, or a path with its query: userinfo, credential query
     /// parameters and key shapes redacted.
     pub fn url<'a>(&self, url: &'a str) -> Cow<'a, str> {
+        // One step can expose what another then redacts (a shortened query
+        // value moves where userinfo is found): repeat to a fixed point, so
+        // redacting twice changes nothing. A URL without secrets takes one pass.
+        let Cow::Owned(mut out) = self.url_once(url) else {
+            return Cow::Borrowed(url);
+        };
+        for _ in 0..FIXPOINT_PASSES {
+            match self.url_once(&out) {
+                Cow::Owned(next) if next != out => out = next,
+                _ => break,
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    fn url_once<'a>(&self, url: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(url);
         if let Some(u) = redact_userinfo(&out) {
             out = Cow::Owned(u);
@@ -219,6 +237,22 @@ impl Redactor {
 
     /// [`Redactor::body`], also treating the body as `k=v&…` form data.
     fn body_as(&self, body: &Bytes, form: bool) -> Bytes {
+        let mut out = self.body_once(body, form);
+        // As for URLs: to a fixed point (a body without secrets takes one pass).
+        for _ in 0..FIXPOINT_PASSES {
+            if out.as_ptr() == body.as_ptr() && out.len() == body.len() {
+                break;
+            }
+            let next = self.body_once(&out, form);
+            if next == out {
+                break;
+            }
+            out = next;
+        }
+        out
+    }
+
+    fn body_once(&self, body: &Bytes, form: bool) -> Bytes {
         if body.is_empty() {
             return body.clone();
         }

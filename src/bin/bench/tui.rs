@@ -141,7 +141,7 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn frame_times(
+pub(crate) fn frame_times(
     term: &mut Terminal<TestBackend>,
     app: &mut App,
     n: usize,
@@ -159,13 +159,13 @@ fn frame_times(
 }
 
 /// Lay out for the terminal's size and bring the app's view state up to date.
-fn prepare(term: &Terminal<TestBackend>, app: &mut App) -> anyhow::Result<()> {
+pub(crate) fn prepare(term: &Terminal<TestBackend>, app: &mut App) -> anyhow::Result<()> {
     let size = term.size()?;
     app.prepare(ui::viewport(Rect::new(0, 0, size.width, size.height), app));
     Ok(())
 }
 
-fn report(label: &str, times: &[f64], target: f64) {
+pub(crate) fn report(label: &str, times: &[f64], target: f64) {
     let mut v = times.to_vec();
     v.sort_by(f64::total_cmp);
     let pct = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
@@ -186,11 +186,11 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn rss_mb() -> f64 {
+pub(crate) fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -201,7 +201,7 @@ fn rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn ev(e: FlowEvent) -> Action {
+pub(crate) fn ev(e: FlowEvent) -> Action {
     Action::Feed(Feed::Event(Arc::new(e)))
 }
 

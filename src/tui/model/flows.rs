@@ -144,6 +144,10 @@ pub struct FlowList {
     body_order: VecDeque<Uuid>,
     /// Bumped whenever the set of analysed flows may have changed.
     generation: u64,
+    /// Bumped when entries move (cleared, or a history page prepended).
+    epoch: u64,
+    /// Entries given an analysis in this epoch, in order (an entry may recur).
+    analysed: Vec<usize>,
     /// The totals of the visible flows, kept up to date as they change (the
     /// header shows them every frame; summing 100,000 flows a frame is not cheap).
     totals: Totals,
@@ -170,6 +174,8 @@ impl FlowList {
             body_bytes: 0,
             body_order: VecDeque::new(),
             generation: 0,
+            epoch: 0,
+            analysed: Vec::new(),
             totals: Totals::default(),
         }
     }
@@ -178,6 +184,14 @@ impl FlowList {
     /// what the sessions view compares to know its model is stale.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The entries given an analysis since the epoch began, in order, and
+    /// the epoch: a reader that remembers how far it read needs to look
+    /// only at the new ones, until the epoch changes (then every entry may
+    /// have moved).
+    pub fn analysed_log(&self) -> (u64, &[usize]) {
+        (self.epoch, &self.analysed)
     }
 
     /// Every entry held, oldest first (filtered or not).
@@ -289,6 +303,9 @@ impl FlowList {
             }
             if flow.is_complete() {
                 self.entries[i].llm = analysis_of(&flow);
+                if self.entries[i].llm.is_some() {
+                    self.analysed.push(i);
+                }
             }
             if passes {
                 if let Some(a) = &self.entries[i].llm {
@@ -318,6 +335,9 @@ impl FlowList {
         self.body_bytes += body_len(&flow);
         self.body_order.push_back(flow.id);
         self.entries.push(Entry::new(flow));
+        if self.entries[i].llm.is_some() {
+            self.analysed.push(i);
+        }
         self.enforce_budget();
         if passes {
             self.visible.push(i);
@@ -353,6 +373,8 @@ impl FlowList {
     /// Forget every flow.
     pub fn clear(&mut self) {
         self.generation += 1;
+        self.epoch += 1;
+        self.analysed.clear();
         self.entries.clear();
         self.index.clear();
         self.visible.clear();
@@ -415,6 +437,8 @@ impl FlowList {
             return 0;
         }
         self.generation += 1;
+        self.epoch += 1;
+        self.analysed.clear();
         older.sort_by_key(|e| e.flow.start_time);
         let k = older.len();
         for e in older.iter().rev() {
@@ -660,16 +684,22 @@ mod tests {
         let g0 = list.generation();
         list.append_live(&f.id, b"abc");
         assert_eq!(list.generation(), g0, "live bytes are not a completion");
+        assert!(list.analysed_log().1.is_empty());
         f.end_time = Some(f.start_time);
+        f.llm = Some(Arc::new(Analysis::default()));
         list.complete(Arc::new(f.clone()));
+        assert_eq!(list.analysed_log().1, [0]);
         let g1 = list.generation();
         assert!(g1 > g0);
         assert!(list.entry(&f.id).is_some());
         assert_eq!(list.merge_history(vec![flow(5, "GET", 0)]), 1);
         assert!(list.generation() > g1);
+        let (epoch, log) = list.analysed_log();
+        assert!(log.is_empty(), "a history page starts a new epoch");
         let g2 = list.generation();
         list.clear();
         assert!(list.generation() > g2);
+        assert!(list.analysed_log().0 > epoch);
         assert!(list.entry(&f.id).is_none() && list.entries().is_empty());
     }
 

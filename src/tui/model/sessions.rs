@@ -3,10 +3,11 @@
 //! with its conversation tree, the turns around the selection (only what is
 //! new in each) and its rate-limit history.
 //!
-//! Cheap to keep live: nothing is rebuilt while the flow list's generation
-//! stands still, and when it moves only the sessions whose set of flows
-//! changed are built again (a fingerprint of their flow ids). The text of a
-//! turn is parsed from its bodies only when the turn comes on screen.
+//! Cheap to keep live: nothing is done while the flow list's generation
+//! stands still; when it moves, only the flows analysed since the last look
+//! (the list's log) are placed in their sessions, and only those sessions are
+//! built again. The text of a turn is parsed from its bodies only when the
+//! turn comes on screen.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -113,21 +114,28 @@ impl SessionRow {
 
 #[derive(Debug)]
 struct Built {
-    /// (flows, sum of their mixed ids): changes when a flow joins or leaves.
-    fingerprint: (usize, u64),
     session: Arc<Session>,
     row: SessionRow,
 }
 
-fn mix(id: &Uuid) -> u64 {
-    let v = id.as_u128();
-    ((v >> 64) as u64 ^ v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+/// The entries of one session, and whether its model is stale.
+#[derive(Debug, Default)]
+struct Group {
+    entries: Vec<usize>,
+    dirty: bool,
 }
 
 /// The sessions held, the table's selection and the open session.
 #[derive(Debug, Default)]
 pub struct Sessions {
     generation: Option<u64>,
+    /// The flow list's epoch and how far into its log of analysed entries
+    /// the groups have read.
+    epoch: Option<u64>,
+    read: usize,
+    groups: HashMap<String, Group>,
+    /// Entries already placed in a group (by entry index).
+    placed: Vec<bool>,
     /// When the last refresh ran and how long it took, when it was slow.
     slow: Option<(Instant, Duration)>,
     built: HashMap<String, Built>,
@@ -203,47 +211,41 @@ impl Sessions {
     fn rebuild(&mut self, flows: &FlowList) {
         self.generation = Some(flows.generation());
         let entries = flows.entries();
-        let mut by: HashMap<&str, (Vec<usize>, u64, usize)> = HashMap::new();
-        for (i, e) in entries.iter().enumerate() {
-            let Some(id) = e.llm.as_deref().and_then(|a| a.session_id.as_deref()) else {
-                continue;
-            };
-            let g = by.entry(id).or_default();
-            g.0.push(i);
-            g.1 = g.1.wrapping_add(mix(&e.flow.id));
-            g.2 += usize::from(e.trimmed || e.flow.request_body.is_empty());
+        let (epoch, log) = flows.analysed_log();
+        if self.epoch == Some(epoch) {
+            let from = self.read.min(log.len());
+            let fresh: Vec<usize> = log[from..].to_vec();
+            self.place(entries, fresh);
+        } else {
+            // Entries moved (cleared, or history prepended): start over.
+            self.epoch = Some(epoch);
+            self.read = 0;
+            self.groups.clear();
+            self.placed.clear();
+            self.built.clear();
+            self.place(entries, 0..entries.len());
         }
-        self.built.retain(|id, _| by.contains_key(id.as_str()));
+        self.read = log.len();
         let prices = PriceTable::shared();
-        for (id, (ix, sum, bare)) in by {
-            let fingerprint = (ix.len(), sum);
-            if self
-                .built
-                .get(id)
-                .is_some_and(|b| b.fingerprint == fingerprint)
-            {
+        for (id, g) in &mut self.groups {
+            if !std::mem::take(&mut g.dirty) {
                 continue;
             }
-            let ex: Vec<Exchange<'_>> = ix
+            let ex: Vec<Exchange<'_>> = g
+                .entries
                 .iter()
                 .filter_map(|&i| {
-                    let e = &entries[i];
+                    let e = entries.get(i)?;
                     e.llm.as_deref().map(|analysis| Exchange {
                         flow: &e.flow,
                         analysis,
                     })
                 })
                 .collect();
+            let bare = ex.iter().filter(|x| x.flow.request_body.is_empty()).count();
             let session = Arc::new(session::build(id, &ex, prices));
             let row = SessionRow::of(&session, bare);
-            self.built.insert(
-                id.to_string(),
-                Built {
-                    fingerprint,
-                    session,
-                    row,
-                },
-            );
+            self.built.insert(id.clone(), Built { session, row });
         }
         let keep = self.order.get(self.selected).cloned();
         self.order = self.built.keys().cloned().collect();
@@ -264,6 +266,42 @@ impl Sessions {
                 None => self.open = None,
             }
         }
+    }
+
+    /// Put these entries in their sessions' groups and mark those stale.
+    fn place(&mut self, entries: &[Entry], which: impl IntoIterator<Item = usize>) {
+        if self.placed.len() < entries.len() {
+            self.placed.resize(entries.len(), false);
+        }
+        for i in which {
+            let Some(id) = entries
+                .get(i)
+                .and_then(|e| e.llm.as_deref())
+                .and_then(|a| a.session_id.as_deref())
+            else {
+                continue;
+            };
+            let g = match self.groups.get_mut(id) {
+                Some(g) => g,
+                None => self.groups.entry(id.to_string()).or_default(),
+            };
+            g.dirty = true;
+            if !std::mem::replace(&mut self.placed[i], true) {
+                g.entries.push(i);
+            } else if !g.entries.contains(&i) {
+                // Analysed again under another session id (not expected):
+                // out of the group it was in, into this one.
+                g.entries.push(i);
+                for (other, h) in &mut self.groups {
+                    if other != id && h.entries.contains(&i) {
+                        h.entries.retain(|x| *x != i);
+                        h.dirty = true;
+                    }
+                }
+            }
+        }
+        self.groups.retain(|_, g| !g.entries.is_empty());
+        self.built.retain(|id, _| self.groups.contains_key(id));
     }
 
     /// Move the table's selection by `delta` rows.
@@ -935,6 +973,17 @@ mod tests {
         assert_eq!(s.session("s1").map(|x| x.totals.requests), Some(3));
         // s1 is now the most recent: the selection moved with it.
         assert_eq!(s.selected_row().map(|r| r.session_id.as_str()), Some("s1"));
+        // A flow seen in flight first joins when it completes.
+        let done = flow(8, "s1", &body("S", &[user("fix the bug")]), 0, 0);
+        let mut pending = Flow::clone(&done);
+        pending.end_time = None;
+        pending.llm = None;
+        l.upsert(Arc::new(pending));
+        s.refresh(&l);
+        assert_eq!(s.session("s1").map(|x| x.totals.requests), Some(3));
+        l.complete(done);
+        s.refresh(&l);
+        assert_eq!(s.session("s1").map(|x| x.totals.requests), Some(4));
         let again = s.session("s1").cloned();
         s.refresh(&l);
         assert!(s
