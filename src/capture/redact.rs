@@ -155,16 +155,19 @@ impl Redactor {
         };
         f.request_body = self.body_as(&f.request_body, form(&f.request_content_type));
         f.response_body = self.body_as(&f.response_body, form(&f.response_content_type));
-        for m in &mut f.ws_messages {
-            // Compressed payloads are opaque bytes; the rest is redacted like a body.
-            if !m.compressed {
-                m.data = self.body(&m.data);
-            }
-        }
+        self.ws_messages(&mut f.ws_messages);
         if let Some(m) = &f.error_message {
             if let Cow::Owned(m) = self.url(m) {
                 f.error_message = Some(m);
             }
+        }
+    }
+
+    /// WebSocket messages redacted like bodies (compressed payloads are
+    /// opaque bytes and stay as they are).
+    pub fn ws_messages(&self, messages: &mut [crate::flow::WsMessage]) {
+        for m in messages.iter_mut().filter(|m| !m.compressed) {
+            m.data = self.body(&m.data);
         }
     }
 

@@ -388,14 +388,20 @@ async fn keep_request(record: &Record, unread: &Reclaim) {
     let Some(mut body) = unread.take() else {
         return;
     };
+    // Keep at most what the flow can store; count the rest.
+    let room = record.max_body_size();
     let read = async {
         let mut more = Vec::new();
-        let mut total = 0u64;
+        let (mut kept, mut total) = (0usize, 0u64);
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else { break };
             if let Some(data) = frame.data_ref() {
                 total += data.len() as u64;
-                more.push(data.clone());
+                if kept < room {
+                    let take = data.len().min(room - kept);
+                    more.push(data.slice(..take));
+                    kept += take;
+                }
             }
         }
         (more, total)

@@ -139,19 +139,19 @@ impl Record {
 
     /// A WebSocket flow's messages (see `websocket.rs`), set once it has closed.
     pub fn websocket_messages(&self, messages: Vec<WsMessage>) {
+        let mut messages = messages;
+        self.redactor.ws_messages(&mut messages);
         let mut st = self.lock();
-        let f = Arc::make_mut(&mut st.flow);
-        f.ws_messages = messages;
-        self.redactor.flow(f);
+        Arc::make_mut(&mut st.flow).ws_messages = messages;
     }
 
     /// An open WebSocket flow's messages so far, shown to viewers (not stored).
     pub fn websocket_progress(&self, messages: Vec<WsMessage>) {
         let snapshot = {
+            let mut messages = messages;
+            self.redactor.ws_messages(&mut messages);
             let mut st = self.lock();
-            let f = Arc::make_mut(&mut st.flow);
-            f.ws_messages = messages;
-            self.redactor.flow(f);
+            Arc::make_mut(&mut st.flow).ws_messages = messages;
             Arc::clone(&st.flow)
         };
         self.hub.responded(snapshot);
