@@ -16,6 +16,7 @@ pub mod agent;
 mod analyze;
 pub mod price;
 pub mod session;
+mod span;
 pub mod sse;
 pub mod stream;
 

@@ -8,13 +8,13 @@
 //! session of 10,000 requests builds in well under 100 ms once parsed.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::span::{self, Spans};
 use super::{Analysis, Api, PriceTable};
 use crate::flow::Flow;
 
@@ -260,61 +260,115 @@ pub struct CacheDiag {
     pub ttl_s: u64,
 }
 
-/// The comparable shape of one request's prompt.
+/// The comparable shape of one request's prompt: one hash per part (the
+/// tools, the system prompt, each message) over its bytes without the
+/// `cache_control` breakpoints, and where those parts are in the body.
 #[derive(Debug, Default)]
-struct Prompt {
+struct Prompt<'a> {
+    body: &'a [u8],
+    spans: Option<Spans>,
     tools: u64,
     system: u64,
     messages: Vec<u64>,
+    /// Per message: one of its breakpoints asks for the 1-hour TTL.
+    message_ttl: Vec<bool>,
+    tools_ttl: bool,
+    system_ttl: bool,
     first: u64,
-    value: Option<Value>,
     extended_ttl: bool,
-    opening_text: Option<String>,
 }
 
-fn hash_value<H: Hasher>(v: &Value, h: &mut H) {
-    match v {
-        Value::Null => 0u8.hash(h),
-        Value::Bool(b) => (1u8, *b).hash(h),
-        Value::Number(n) => (2u8, n.to_string()).hash(h),
-        Value::String(s) => (3u8, s).hash(h),
-        Value::Array(a) => {
-            (4u8, a.len()).hash(h);
-            for x in a {
-                hash_value(x, h);
-            }
-        }
-        Value::Object(o) => {
-            (5u8, o.len()).hash(h);
-            for (k, x) in o {
-                k.hash(h);
-                hash_value(x, h);
-            }
-        }
-    }
-}
+/// The hash of a part the request does not have.
+const ABSENT: u64 = 0x9e37_79b9_7f4a_7c15;
 
-fn hash_of(v: Option<&Value>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    match v {
-        Some(v) => hash_value(v, &mut h),
-        None => 9u8.hash(&mut h),
-    }
-    h.finish()
-}
-
-/// The request's messages (Anthropic / OpenAI chat `messages`, Responses `input`, Gemini `contents`).
-fn messages_of(v: &Value) -> &[Value] {
-    ["messages", "input", "contents"]
+fn header_ttl(flow: &Flow) -> bool {
+    flow.request_headers
         .iter()
-        .find_map(|k| v.get(k).and_then(Value::as_array))
-        .map_or(&[], Vec::as_slice)
+        .any(|(k, v)| k.eq_ignore_ascii_case("anthropic-beta") && v.contains(EXTENDED_TTL_BETA))
 }
 
-fn system_of(v: &Value) -> Option<&Value> {
-    v.get("system")
-        .or_else(|| v.get("instructions"))
-        .or_else(|| v.get("systemInstruction"))
+impl<'a> Prompt<'a> {
+    /// The prompt of `flow`, reusing what its body shares with `base` (the
+    /// previous request of the same conversation, when known).
+    fn of(flow: &'a Flow, base: Option<&Prompt<'_>>) -> Self {
+        let body: &'a [u8] = &flow.request_body;
+        let header = header_ttl(flow);
+        let scanned = match base.and_then(|p| Some((p, p.spans.as_ref()?))) {
+            Some((p, s)) => span::rescan(p.body, s, body).map(|(s, r)| (s, Some((p, r)))),
+            None => span::scan(body, span::REQUEST).map(|s| (s, None)),
+        };
+        let Some((spans, reuse)) = scanned else {
+            let ttl = memchr::memmem::find(body, b"\"ttl\":\"1h\"").is_some();
+            return Prompt {
+                body,
+                tools: ABSENT,
+                system: ABSENT,
+                first: ABSENT,
+                extended_ttl: header || ttl,
+                ..Prompt::default()
+            };
+        };
+        let part = |r: &Option<std::ops::Range<usize>>| {
+            r.as_ref().map_or((ABSENT, false), |r| span::canonical_hash(&body[r.clone()]))
+        };
+        let (kept, base) = match reuse {
+            Some((p, r)) => (r, Some(p)),
+            None => (span::Reuse::default(), None),
+        };
+        let keep = |same: bool, theirs: Option<(u64, bool)>, r: &Option<std::ops::Range<usize>>| {
+            if same {
+                theirs.unwrap_or_else(|| part(r))
+            } else {
+                part(r)
+            }
+        };
+        let (tools, tools_ttl) = keep(kept.tools, base.map(|p| (p.tools, p.tools_ttl)), &spans.tools);
+        let (system, system_ttl) =
+            keep(kept.system, base.map(|p| (p.system, p.system_ttl)), &spans.system);
+        let n = spans.elements.len();
+        let mut messages = Vec::with_capacity(n);
+        let mut message_ttl = Vec::with_capacity(n);
+        if let Some(p) = base {
+            messages.extend_from_slice(&p.messages[..kept.elements]);
+            message_ttl.extend_from_slice(&p.message_ttl[..kept.elements]);
+        }
+        for r in &spans.elements[messages.len()..] {
+            let (h, ttl) = span::canonical_hash(&body[r.clone()]);
+            messages.push(h);
+            message_ttl.push(ttl);
+        }
+        // Some clients (OpenAI chat) put the system prompt in messages[0].
+        let first = messages.first().copied().unwrap_or(ABSENT);
+        Prompt {
+            body,
+            tools,
+            system,
+            first,
+            extended_ttl: header || tools_ttl || system_ttl || message_ttl.iter().any(|&t| t),
+            tools_ttl,
+            system_ttl,
+            messages,
+            message_ttl,
+            spans: Some(spans),
+        }
+    }
+
+    fn bytes(&self, r: Option<&std::ops::Range<usize>>) -> Option<&'a [u8]> {
+        r.and_then(|r| self.body.get(r.clone()))
+    }
+
+    fn message(&self, i: usize) -> Option<&'a [u8]> {
+        self.bytes(self.spans.as_ref()?.elements.get(i))
+    }
+
+    /// The text of the first user message (what a subagent opens with).
+    fn opening_text(&self) -> Option<String> {
+        let spans = self.spans.as_ref()?;
+        spans.elements.iter().find_map(|r| {
+            let m: Value = serde_json::from_slice(&self.body[r.clone()]).ok()?;
+            (m.get("role").and_then(Value::as_str) == Some("user")).then(|| message_text(&m))
+        })
+    }
 }
 
 /// The plain text of a message (its text blocks joined).
@@ -330,86 +384,65 @@ pub fn message_text(m: &Value) -> String {
     }
 }
 
-fn has_extended_ttl(flow: &Flow) -> bool {
-    let beta = flow
-        .request_headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("anthropic-beta") && v.contains(EXTENDED_TTL_BETA));
-    beta || {
-        let b = &flow.request_body;
-        memchr::memmem::find(b, b"\"ttl\":\"1h\"").is_some()
-            || memchr::memmem::find(b, b"\"ttl\": \"1h\"").is_some()
-    }
-}
-
-fn prompt_of(flow: &Flow) -> Prompt {
-    let Ok(value) = serde_json::from_slice::<Value>(&flow.request_body) else {
-        return Prompt {
-            extended_ttl: has_extended_ttl(flow),
-            ..Prompt::default()
-        };
-    };
-    let msgs = messages_of(&value);
-    let messages: Vec<u64> = msgs.iter().map(|m| hash_of(Some(m))).collect();
-    // Some clients (OpenAI chat) put the system prompt in messages[0].
-    let first = messages.first().copied().unwrap_or(0);
-    let opening_text = msgs
-        .iter()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(message_text);
-    Prompt {
-        tools: hash_of(value.get("tools").or_else(|| value.get("functions"))),
-        system: hash_of(system_of(&value)),
-        messages,
-        first,
-        extended_ttl: has_extended_ttl(flow),
-        opening_text,
-        value: Some(value),
-    }
-}
-
+/// `s` from byte `from` (moved back to a character boundary, and to the
+/// start of a JSON escape it would split), at most [`EXCERPT_CHARS`] long.
 fn cut(s: &str, from: usize) -> String {
-    let start = s
-        .char_indices()
-        .map(|(i, _)| i)
-        .take_while(|&i| i <= from)
-        .last()
-        .unwrap_or(0);
+    let b = s.as_bytes();
+    let mut start = from.min(s.len());
+    while !s.is_char_boundary(start) {
+        start -= 1;
+    }
+    for back in 1..=start.min(5) {
+        let p = start - back;
+        if b[p] == b'\\' {
+            let escaped = b[..p].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1;
+            let len = if b.get(p + 1) == Some(&b'u') { 6 } else { 2 };
+            if !escaped && p + len > start {
+                start = p;
+            }
+            break;
+        }
+    }
     s[start..].chars().take(EXCERPT_CHARS).collect()
 }
 
-/// Excerpts of both sides from a little before their first differing byte.
-fn excerpts(a: Option<&Value>, b: Option<&Value>) -> (String, String) {
-    let text = |v: Option<&Value>| v.map_or_else(|| "(none)".to_string(), Value::to_string);
+/// Excerpts of both sides (without their breakpoints) from a little before
+/// their first differing byte.
+fn excerpts(a: Option<&[u8]>, b: Option<&[u8]>) -> (String, String) {
+    let text = |v: Option<&[u8]>| {
+        v.map_or_else(
+            || "(none)".to_string(),
+            |v| String::from_utf8_lossy(&span::canonical_bytes(v)).into_owned(),
+        )
+    };
     let (a, b) = (text(a), text(b));
-    let at = a
-        .bytes()
-        .zip(b.bytes())
-        .position(|(x, y)| x != y)
-        .unwrap_or_else(|| a.len().min(b.len()));
+    let at = span::common_prefix(a.as_bytes(), b.as_bytes());
     let from = at.saturating_sub(24);
     (cut(&a, from), cut(&b, from))
 }
 
-fn tools_of(v: &Value) -> Option<&Value> {
-    v.get("tools").or_else(|| v.get("functions"))
-}
-
-fn blocks_of(m: &Value) -> Option<&Vec<Value>> {
-    m.get("content")
-        .or_else(|| m.get("parts"))
-        .and_then(Value::as_array)
+/// The content blocks of a message's bytes.
+fn blocks(m: &[u8]) -> Option<Vec<&[u8]>> {
+    let s = span::scan(m, span::MESSAGE)?;
+    s.open?;
+    Some(s.elements.into_iter().map(|r| &m[r]).collect())
 }
 
 /// Where `cur` first differs from `prev`, with both excerpts.
-fn diverge(prev: &Prompt, cur: &Prompt) -> Option<(Divergence, String, String)> {
-    let (pv, cv) = (prev.value.as_ref(), cur.value.as_ref());
+fn diverge(prev: &Prompt<'_>, cur: &Prompt<'_>) -> Option<(Divergence, String, String)> {
+    let (ps, cs) = (prev.spans.as_ref(), cur.spans.as_ref());
     if prev.tools != cur.tools {
-        let (a, b) = excerpts(pv.and_then(tools_of), cv.and_then(tools_of));
+        let (a, b) = excerpts(
+            prev.bytes(ps.and_then(|s| s.tools.as_ref())),
+            cur.bytes(cs.and_then(|s| s.tools.as_ref())),
+        );
         return Some((Divergence::Tools, a, b));
     }
     if prev.system != cur.system {
-        let (a, b) = excerpts(pv.and_then(system_of), cv.and_then(system_of));
+        let (a, b) = excerpts(
+            prev.bytes(ps.and_then(|s| s.system.as_ref())),
+            cur.bytes(cs.and_then(|s| s.system.as_ref())),
+        );
         return Some((Divergence::System, a, b));
     }
     let i = prev
@@ -417,21 +450,21 @@ fn diverge(prev: &Prompt, cur: &Prompt) -> Option<(Divergence, String, String)> 
         .iter()
         .zip(&cur.messages)
         .position(|(a, b)| a != b)?;
-    let pm = pv.map(messages_of).and_then(|m| m.get(i));
-    let cm = cv.map(messages_of).and_then(|m| m.get(i));
-    let block = match (pm.and_then(blocks_of), cm.and_then(blocks_of)) {
+    let (pm, cm) = (prev.message(i), cur.message(i));
+    let (pb, cb) = (pm.and_then(blocks), cm.and_then(blocks));
+    let block = match (&pb, &cb) {
         (Some(a), Some(b)) => Some(
             a.iter()
                 .zip(b)
-                .position(|(x, y)| x != y)
+                .position(|(x, y)| span::canonical_hash(x).0 != span::canonical_hash(y).0)
                 .unwrap_or_else(|| a.len().min(b.len())),
         ),
         _ => None,
     };
     let (a, b) = match block {
         Some(j) => excerpts(
-            pm.and_then(blocks_of).and_then(|v| v.get(j)),
-            cm.and_then(blocks_of).and_then(|v| v.get(j)),
+            pb.as_ref().and_then(|v| v.get(j).copied()),
+            cb.as_ref().and_then(|v| v.get(j).copied()),
         ),
         None => excerpts(pm, cm),
     };
@@ -451,18 +484,21 @@ fn miss_cost(prices: &PriceTable, model: Option<&str>, usage: &super::Usage) -> 
 }
 
 /// Per conversation while building: the last prompt and the identity keys.
-struct Open {
+struct Open<'a> {
     api: Api,
     first: u64,
     system: u64,
     tools: u64,
-    last: Prompt,
+    last: Prompt<'a>,
     last_model: Option<String>,
     last_end: DateTime<Utc>,
 }
 
 /// Build the model of one session from its exchanges (any order).
 pub fn build(session_id: &str, exchanges: &[Exchange<'_>], prices: &PriceTable) -> Session {
+    /// How many open conversations a request's body is compared with to find
+    /// the one it continues.
+    const CANDIDATES: usize = 32;
     let mut order: Vec<usize> = (0..exchanges.len()).collect();
     order.sort_by_key(|&i| (exchanges[i].flow.start_time, i));
     let mut conversations: Vec<Conversation> = Vec::new();
@@ -477,7 +513,16 @@ pub fn build(session_id: &str, exchanges: &[Exchange<'_>], prices: &PriceTable) 
 
     for &i in &order {
         let Exchange { flow, analysis: a } = exchanges[i];
-        let prompt = prompt_of(flow);
+        // The conversation this request most likely continues: the one whose
+        // last body shares the longest prefix with it.
+        let base = open
+            .iter()
+            .rev()
+            .take(CANDIDATES)
+            .map(|o| (span::common_prefix(o.last.body, &flow.request_body), &o.last))
+            .max_by_key(|(n, _)| *n)
+            .map(|(_, p)| p);
+        let prompt = Prompt::of(flow, base);
         first_seen = Some(first_seen.map_or(flow.start_time, |t| t.min(flow.start_time)));
         let end = flow.end_time.unwrap_or(flow.start_time);
         last_seen = Some(last_seen.map_or(end, |t| t.max(end)));
@@ -567,7 +612,8 @@ pub fn build(session_id: &str, exchanges: &[Exchange<'_>], prices: &PriceTable) 
             };
             let parent = (kind == Kind::Subagent)
                 .then(|| {
-                    let text = prompt.opening_text.as_deref()?.trim();
+                    let text = prompt.opening_text()?;
+                    let text = text.trim();
                     task_prompts
                         .iter()
                         .rev()
@@ -709,12 +755,13 @@ pub fn group(exchanges: &[Exchange<'_>], prices: &PriceTable) -> Vec<Session> {
 
 /// The new messages of a turn, parsed from its flow's request body.
 pub fn new_messages(flow: &Flow, turn: &Turn) -> Vec<Value> {
-    serde_json::from_slice::<Value>(&flow.request_body)
-        .map(|v| {
-            messages_of(&v)
+    let body = &flow.request_body;
+    span::scan(body, span::REQUEST)
+        .map(|s| {
+            s.elements
                 .iter()
                 .skip(turn.first_new)
-                .cloned()
+                .filter_map(|r| serde_json::from_slice(&body[r.clone()]).ok())
                 .collect()
         })
         .unwrap_or_default()
@@ -989,5 +1036,53 @@ mod tests {
         let c = &s.conversations[0].requests[1].cache;
         assert_eq!(c.ttl_s, TTL_EXTENDED_S);
         assert_eq!(c.verdict, Verdict::Unexplained);
+    }
+
+    /// Claude Code marks the last block of the newest message as a cache
+    /// breakpoint, so the mark moves every turn: that is not a prefix change.
+    #[test]
+    fn moving_breakpoints_are_not_a_prefix_change() {
+        let marked = |t: &str| {
+            json!({"role": "user", "content": [{"type": "text", "text": t, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]})
+        };
+        let mut fx = Fx::new();
+        fx.push(0, "S", &json!([marked("a")]), 0, 4000, &[], &[]);
+        fx.push(1, "S", &json!([user("a"), user("b"), marked("c")]), 4000, 100, &[], &[]);
+        // A miss on the same prefix, long after the 5-minute TTL but within the
+        // 1-hour one a breakpoint asked for.
+        fx.push(
+            900,
+            "S",
+            &json!([user("a"), user("b"), user("c"), marked("d")]),
+            100,
+            4100,
+            &[],
+            &[],
+        );
+        let s = fx.build();
+        let turns = &s.conversations[0].requests;
+        assert_eq!(s.conversations.len(), 1);
+        assert_eq!((turns[1].first_new, turns[1].new_messages), (1, 2));
+        assert_eq!(turns[1].cache.verdict, Verdict::Hit);
+        assert_eq!(turns[1].cache.diverged_at, None);
+        assert_eq!(turns[2].cache.ttl_s, TTL_EXTENDED_S);
+        assert_eq!(turns[2].cache.diverged_at, None);
+        assert_eq!(turns[2].cache.verdict, Verdict::Unexplained);
+    }
+
+    #[test]
+    fn excerpts_do_not_start_inside_an_escape() {
+        let a = "{\"text\":\"line one\\nline two\\u00e9 and more text here ... A\"}";
+        let b = "{\"text\":\"line one\\nline two\\u00e9 and more text here ... B\"}";
+        let at = a.len() - 3;
+        for from in at - 30..at {
+            let (x, _) = excerpts(Some(a.as_bytes()), Some(b.as_bytes()));
+            let cut_at = cut(a, from);
+            assert!(!cut_at.starts_with('n') || !a[..from].ends_with('\\'), "{from}: {cut_at}");
+            for tail in ["u00e9", "00e9", "0e9", "e9 "] {
+                assert!(!cut_at.starts_with(tail), "{from}: {cut_at}");
+            }
+            assert!(x.ends_with("A\"}"), "{x}");
+        }
     }
 }
