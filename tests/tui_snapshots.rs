@@ -323,6 +323,27 @@ fn help_overlay() {
     insta::assert_snapshot!(draw(&mut app));
 }
 
+/// On a short terminal the help scrolls (j/k) to its last line, and no further.
+#[test]
+fn help_overlay_scrolls_on_a_short_terminal() {
+    let mut app = app_with_fixtures();
+    press(&mut app, KeyCode::Char('?'));
+    let top = draw(&mut app);
+    assert!(top.contains("more lines"), "{top}");
+    assert!(!top.contains("~ttft"), "the last line is below the screen:\n{top}");
+    for _ in 0..200 {
+        press(&mut app, KeyCode::Char('j'));
+    }
+    let bottom = draw(&mut app);
+    assert!(bottom.contains("~ttft"), "{bottom}");
+    assert!(bottom.contains("0 more lines"), "{bottom}");
+    press(&mut app, KeyCode::Char('k'));
+    assert!(draw(&mut app).contains("1 more lines"));
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('?'));
+    assert_eq!(draw(&mut app), top, "reopened at the top");
+}
+
 #[test]
 fn curl_overlay() {
     let mut app = app_with_fixtures();

@@ -44,6 +44,8 @@ pub struct App {
     pub filter_error: Option<FilterError>,
     /// What floats above the panes.
     pub overlay: Overlay,
+    /// Lines the help overlay is scrolled down by (clamped when drawn).
+    pub help_scroll: usize,
     /// Which bar takes typed text.
     pub input: Input,
     /// The table's columns, in order.
@@ -99,6 +101,7 @@ impl App {
             filter_input: TextArea::default(),
             filter_error: None,
             overlay: Overlay::None,
+            help_scroll: 0,
             input: Input::None,
             columns: columns::DEFAULT.to_vec(),
             llm_columns: None,
@@ -184,6 +187,7 @@ impl App {
     /// the table's view and bring the body document up to date.
     pub fn prepare(&mut self, view: Viewport) {
         self.view = view;
+        self.help_scroll = self.help_scroll.min(view.help_overflow);
         self.table_offset = super::ui::table::scroll_into_view(
             self.table_offset,
             self.flows.selected_pos(),
@@ -288,6 +292,7 @@ impl App {
                 }
             }
             Action::ToggleHelp => {
+                self.help_scroll = 0;
                 self.overlay = if self.overlay == Overlay::Help {
                     Overlay::None
                 } else {
@@ -386,6 +391,10 @@ impl App {
     }
 
     fn step(&mut self, delta: isize) {
+        if self.overlay == Overlay::Help {
+            self.help_scroll = self.help_scroll.saturating_add_signed(delta);
+            return;
+        }
         if self.focus == Focus::Detail && self.overlay == Overlay::None {
             let sel = self.flows.selected_entry();
             self.detail.scroll_by(sel, delta, self.view.body_rows);

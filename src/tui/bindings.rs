@@ -200,6 +200,18 @@ pub static BINDINGS: &[Binding] = &[
     ),
     quiet(Ctx::SEARCH, &[Key::Any], |k| Action::SearchKey(k.into())),
     hinted(Ctx::HELP, CLOSE, |_| Action::Back, "Esc/?/q close help"),
+    hinted(Ctx::HELP, MOVE, up_down, "j/k scroll"),
+    quiet(
+        Ctx::HELP,
+        &[code(KeyCode::PageUp), code(KeyCode::PageDown), ch(' ')],
+        |k| {
+            if k.code == KeyCode::PageUp {
+                Action::PageUp
+            } else {
+                Action::PageDown
+            }
+        },
+    ),
     hinted(
         Ctx::CURL,
         CLOSE,

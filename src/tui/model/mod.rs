@@ -80,6 +80,8 @@ pub struct Viewport {
     pub diff_rows: usize,
     /// Columns of each side of the diff view's text.
     pub diff_width: usize,
+    /// Lines of the help overlay below the screen (how far it scrolls).
+    pub help_overflow: usize,
 }
 
 impl Default for Viewport {
@@ -93,6 +95,7 @@ impl Default for Viewport {
             turn_rows: 10,
             diff_rows: 10,
             diff_width: 50,
+            help_overflow: 0,
         }
     }
 }

@@ -94,6 +94,7 @@ pub fn viewport(area: Rect, app: &App) -> Viewport {
         turn_rows: usize::from(sessions::session_areas(a.main).turns.height),
         diff_rows: usize::from(diff::diff_areas(a.main).rows.height),
         diff_width: diff::text_width(a.main, app.diff.as_ref()),
+        help_overflow: overlay::help_overflow(area),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::tui::bindings;
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
     match &app.overlay {
         Overlay::None => {}
-        Overlay::Help => help(f, area),
+        Overlay::Help => help(f, area, app.help_scroll),
         Overlay::Curl(cmd) => {
             let rect = centred(area, 90, 12);
             f.render_widget(Clear, rect);
@@ -35,7 +35,35 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
 /// Columns of the help overlay.
 const HELP_WIDTH: u16 = 100;
 
-fn help(f: &mut Frame, area: Rect) {
+/// How many lines of the help overlay do not fit in `area` (how far it scrolls).
+pub fn help_overflow(area: Rect) -> usize {
+    (help_lines(area).len() + 2).saturating_sub(usize::from(area.height))
+}
+
+fn help(f: &mut Frame, area: Rect, scroll: usize) {
+    let lines = help_lines(area);
+    let height = lines.len() as u16 + 2;
+    let rect = centred(area, HELP_WIDTH, height);
+    let hidden = (lines.len() + 2).saturating_sub(usize::from(rect.height));
+    let scroll = scroll.min(hidden);
+    let title = if hidden > 0 {
+        format!(" keys (Esc closes · j/k scroll, {} more lines) ", hidden - scroll)
+    } else {
+        " keys (Esc closes) ".to_string()
+    };
+    f.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(title)
+        .border_style(Style::new().fg(Color::Cyan));
+    f.render_widget(
+        Paragraph::new(lines)
+            .scroll((u16::try_from(scroll).unwrap_or(u16::MAX), 0))
+            .block(block),
+        rect,
+    );
+}
+
+fn help_lines(area: Rect) -> Vec<Line<'static>> {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
     let mut lines: Vec<Line> = bindings::help()
         .map(|(k, what)| {
@@ -67,13 +95,7 @@ fn help(f: &mut Frame, area: Rect) {
     if !line.is_empty() {
         lines.push(Line::raw(format!("  {line}")));
     }
-    let height = lines.len() as u16 + 2;
-    let rect = centred(area, HELP_WIDTH, height);
-    f.render_widget(Clear, rect);
-    let block = Block::bordered()
-        .title(" keys (Esc closes) ")
-        .border_style(Style::new().fg(Color::Cyan));
-    f.render_widget(Paragraph::new(lines).block(block), rect);
+    lines
 }
 
 fn centred(area: Rect, width: u16, height: u16) -> Rect {
