@@ -281,6 +281,7 @@ fn view() -> anyhow::Result<()> {
     // Frames at the loop's 30 fps while a flow of the open session completes
     // every 100 ms for 3 s: the paced refresh lands in some frames.
     let mut live = Vec::new();
+    let (mut arrive, mut prep, mut draw) = (Vec::new(), Vec::new(), Vec::new());
     let frame = std::time::Duration::from_millis(33);
     let start = Instant::now();
     let mut due = start;
@@ -289,9 +290,14 @@ fn view() -> anyhow::Result<()> {
         if tick >= due {
             grow(&mut app);
             due += std::time::Duration::from_millis(100);
+            arrive.push(ms(tick.elapsed()));
         }
+        let t = Instant::now();
         prepare(&term, &mut app)?;
+        prep.push(ms(t.elapsed()));
+        let t = Instant::now();
         term.draw(|f| ccproxy::tui::ui::draw(f, &app))?;
+        draw.push(ms(t.elapsed()));
         live.push(ms(tick.elapsed()));
         if let Some(rest) = frame.checked_sub(tick.elapsed()) {
             std::thread::sleep(rest);
@@ -305,6 +311,13 @@ fn view() -> anyhow::Result<()> {
         &live,
         FRAME_TARGET_MS,
     );
+    for (name, v) in [
+        ("  of which a completed flow arriving (App::update)", &arrive),
+        ("  of which the paced refresh (prepare)", &prep),
+        ("  of which drawing", &draw),
+    ] {
+        report(name, v, FRAME_TARGET_MS);
+    }
     println!("memory    RSS {:.0} MB at the end", rss_mb());
     Ok(())
 }

@@ -503,10 +503,16 @@ impl OpenSession {
             .conversation()
             .is_some_and(|c| self.turn + 1 >= c.requests.len());
         self.tree = tree(&session);
-        self.places = places(&session);
+        let places = places(&session);
+        // Keep the parsed lines of every turn the new model did not change.
+        let (old, old_places) = (Arc::clone(&self.session), std::mem::take(&mut self.places));
+        self.blocks.retain(|id, _| {
+            let before = turn_at(&old, &old_places, id);
+            before.is_some() && before == turn_at(&session, &places, id)
+        });
+        self.places = places;
         self.limits = Limits::of(&session, flows);
         self.session = session;
-        self.blocks.clear();
         self.tree_pos = conv
             .and_then(|c| self.tree.iter().position(|(x, _)| *x == c))
             .unwrap_or(0);
@@ -623,6 +629,11 @@ impl OpenSession {
         let lines = block(t, flows.entry(&t.trace_id), &self.places);
         self.blocks.insert(t.trace_id, lines);
     }
+}
+
+fn turn_at<'s>(s: &'s Session, places: &HashMap<Uuid, (usize, usize)>, id: &Uuid) -> Option<&'s Turn> {
+    let &(c, i) = places.get(id)?;
+    s.conversations.get(c)?.requests.get(i)
 }
 
 fn tree(s: &Session) -> Vec<(usize, usize)> {
