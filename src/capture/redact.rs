@@ -148,7 +148,19 @@ impl Redactor {
             f.path = p;
         }
         self.headers(&mut f.request_headers);
+        self.response_head(f);
+        self.ending(f);
+    }
+
+    /// What a flow gains when its response head arrives: the response headers.
+    pub fn response_head(&self, f: &mut Flow) {
         self.headers(&mut f.response_headers);
+    }
+
+    /// What a flow gains when it ends: bodies, WebSocket messages, the error.
+    /// With [`flow`](Self::flow) at its start and [`response_head`](Self::response_head)
+    /// in between, every part is redacted once.
+    pub fn ending(&self, f: &mut Flow) {
         let form = |ct: &Option<String>| {
             ct.as_deref()
                 .is_some_and(|c| c.contains("x-www-form-urlencoded"))

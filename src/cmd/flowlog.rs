@@ -66,15 +66,36 @@ pub fn spawn(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
     })
 }
 
-/// The writer thread: format and write until the sender goes away; flush
-/// whenever nothing more is waiting.
+/// How long the writer lets lines gather after draining the queue: under
+/// load it wakes and writes once per `LINGER`, not once per flow (each of
+/// those was a thread wake-up and a `write` on a busy 2-core machine).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The longest a line waits in the writer's buffer while flows keep coming.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The writer thread: format and write until the sender goes away. When the
+/// queue runs dry it waits [`LINGER`] for more before writing out; only
+/// when nothing came meanwhile does it flush and block until the next flow.
 fn write_lines(entries: &Receiver<Entry>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let mut lingered = false;
+    let mut last_flush = std::time::Instant::now();
     loop {
         let entry = match entries.try_recv() {
-            Ok(e) => e,
+            Ok(e) => {
+                lingered = false;
+                e
+            }
+            Err(TryRecvError::Empty) if !lingered => {
+                lingered = true;
+                std::thread::sleep(LINGER);
+                continue;
+            }
             Err(TryRecvError::Empty) => {
+                lingered = false;
                 let _ = out.flush();
+                last_flush = std::time::Instant::now();
                 match entries.recv() {
                     Ok(e) => e,
                     Err(_) => break,
@@ -86,6 +107,12 @@ fn write_lines(entries: &Receiver<Entry>) {
             Entry::Flow(flow) => writeln!(out, "{}", line(&flow)),
             Entry::Skipped(n) => writeln!(out, "(flow log fell behind: {n} events skipped)"),
         };
+        // A steady trickle never leaves the queue dry: write out at least
+        // every FLUSH_EVERY anyway.
+        if last_flush.elapsed() >= FLUSH_EVERY {
+            let _ = out.flush();
+            last_flush = std::time::Instant::now();
+        }
     }
     let _ = out.flush();
 }

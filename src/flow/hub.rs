@@ -74,6 +74,9 @@ pub struct FlowHub {
     stage: Arc<RwLock<Option<Stage>>>,
 }
 
+/// How long the analysis thread waits for more flows before it sleeps.
+const STAGE_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The analysis stage: its function (also run inline for a synchronous
 /// sink), its queue, and how many flows wait in it.
 #[derive(Clone)]
@@ -84,8 +87,9 @@ struct Stage {
     pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// A viewer that wants whole flows only, never live body chunks: while only
-/// such viewers are subscribed, the hub publishes no chunk events.
+/// A viewer that wants whole flows only (`Completed`), never live body chunks
+/// or progress events: while only such viewers are subscribed, the hub
+/// publishes neither.
 pub struct QuietReceiver {
     /// The events (chunks may still appear while a live viewer is subscribed).
     pub rx: broadcast::Receiver<Arc<FlowEvent>>,
@@ -143,7 +147,25 @@ impl FlowHub {
         let spawned = std::thread::Builder::new()
             .name("ccproxy-llm".into())
             .spawn(move || {
-                while let Ok(mut flow) = rx.recv() {
+                // After the queue runs dry, wait STAGE_LINGER for more before
+                // blocking: under load the thread then takes flows in batches
+                // instead of being woken for each one.
+                let mut lingered = false;
+                loop {
+                    let mut flow = match rx.try_recv() {
+                        Ok(f) => f,
+                        Err(std::sync::mpsc::TryRecvError::Empty) if !lingered => {
+                            lingered = true;
+                            std::thread::sleep(STAGE_LINGER);
+                            continue;
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => match rx.recv() {
+                            Ok(f) => f,
+                            Err(_) => break,
+                        },
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                    };
+                    lingered = false;
                     (analyze.analyze)(Arc::make_mut(&mut flow));
                     hub.publish_completed(flow);
                     pending.fetch_sub(1, Ordering::Release);
@@ -175,7 +197,7 @@ impl FlowHub {
         }
     }
 
-    /// True when some subscriber may want live body chunks.
+    /// True when some subscriber may want live body chunks and progress events.
     pub fn wants_chunks(&self) -> bool {
         self.live.receiver_count() > self.quiet.load(Ordering::Relaxed)
     }
@@ -185,20 +207,29 @@ impl FlowHub {
         self.live.subscribe()
     }
 
-    /// Request head seen.
+    /// Request head seen. Like every progress event, published only while a
+    /// live viewer is subscribed: quiet viewers take whole flows, and an
+    /// unpublished snapshot is not held by the channel, so the next phase
+    /// changes the flow in place instead of copying it.
     pub fn started(&self, flow: Arc<Flow>) {
         self.counters.started.fetch_add(1, Ordering::Relaxed);
-        self.broadcast(FlowEvent::Started { flow });
+        if self.wants_chunks() {
+            self.broadcast(FlowEvent::Started { flow });
+        }
     }
 
-    /// Response head seen.
+    /// Response head seen (published only while a live viewer is subscribed).
     pub fn responded(&self, flow: Arc<Flow>) {
-        self.broadcast(FlowEvent::Responded { flow });
+        if self.wants_chunks() {
+            self.broadcast(FlowEvent::Responded { flow });
+        }
     }
 
-    /// The request body ended (the flow carries it).
+    /// The request body ended (the flow carries it); only for a live viewer.
     pub fn request_body(&self, flow: Arc<Flow>) {
-        self.broadcast(FlowEvent::RequestBody { flow });
+        if self.wants_chunks() {
+            self.broadcast(FlowEvent::RequestBody { flow });
+        }
     }
 
     /// A live slice of a response body; skipped entirely when nobody watches.

@@ -382,6 +382,27 @@ mod tests {
         assert!(quiet.rx.try_recv().is_err());
     }
 
+    /// With only quiet viewers, progress events are not published (so the
+    /// proxy's next phase need not copy the flow) and completions still are.
+    #[tokio::test]
+    async fn progress_events_only_while_a_live_viewer_listens() {
+        let hub = FlowHub::new(16);
+        let mut quiet = hub.subscribe_quiet();
+        let flow = Arc::new(Flow::new(Direction::Forward, "GET", "http://x/", "x", "/"));
+        hub.started(Arc::clone(&flow));
+        hub.responded(Arc::clone(&flow));
+        hub.request_body(Arc::clone(&flow));
+        assert_eq!(Arc::strong_count(&flow), 1, "no snapshot held by the channel");
+        hub.completed(Arc::clone(&flow));
+        assert!(matches!(&*quiet.rx.try_recv().expect("completed"), FlowEvent::Completed { .. }));
+        assert!(quiet.rx.try_recv().is_err());
+        let mut live = hub.subscribe();
+        hub.started(Arc::clone(&flow));
+        assert!(matches!(&*live.recv().await.expect("started"), FlowEvent::Started { .. }));
+        assert!(matches!(&*quiet.rx.try_recv().expect("started"), FlowEvent::Started { .. }));
+        assert_eq!(hub.snapshot().started, 2);
+    }
+
     #[test]
     fn flow_event_json_roundtrip() {
         let mut f = Flow::new(Direction::Reverse, "POST", "http://h/v1", "h", "/v1");

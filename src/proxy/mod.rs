@@ -312,13 +312,16 @@ pub(crate) async fn serve_connection<I>(
         let in_flight = svc_slot.begin();
         let state = Arc::clone(&state);
         let conn = Arc::clone(&svc_conn);
-        async move {
+        // Boxed: hyper keeps a slot the size of this future for the whole
+        // life of the connection, so unboxed every idle keep-alive connection
+        // would hold an exchange's worth of state.
+        Box::pin(async move {
             let resp = forward::handle(state, conn, req).await;
             Ok::<_, Infallible>(resp.map(|body| Tracked {
                 body,
                 _in_flight: in_flight,
             }))
-        }
+        })
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(256 * 1024);

@@ -111,7 +111,7 @@ impl Record {
                 f.server_ip = Some(addr.ip().to_string());
                 f.server_port = Some(addr.port());
             }
-            self.redactor.flow(f);
+            self.redactor.response_head(f);
             Arc::clone(&st.flow)
         };
         self.hub.responded(snapshot);
@@ -192,7 +192,7 @@ impl Record {
                             self.max_body_size,
                         );
                     }
-                    self.redactor.flow(f);
+                    self.redactor.ending(f);
                     self.hub.request_body(Arc::clone(&st.flow));
                 }
                 st.request = Some(tapped);
@@ -247,7 +247,9 @@ impl Record {
             f.error_type = Some(kind);
             f.error_message = Some(message);
         }
-        self.redactor.flow(f);
+        // The URL and request headers were redacted at the start, the
+        // response headers with the head: what is left is what ended here.
+        self.redactor.ending(f);
         Arc::clone(&st.flow)
     }
 }
