@@ -4,8 +4,10 @@
 //! diagnosis of every prompt-cache miss (where the prefix broke, or why else).
 //!
 //! Pure: built from captured flows and their [`Analysis`]. Prompts are
-//! compared through one hash per block (tools, system, each message), so a
-//! session of 10,000 requests builds in well under 100 ms once parsed.
+//! compared through one hash per block (tools, system, each message) over
+//! its bytes without the `cache_control` breakpoints; the blocks are found by
+//! [`super::span`] without building JSON values, and a turn's body is only
+//! scanned past what it shares with the previous turn's.
 
 use std::collections::HashMap;
 

@@ -111,7 +111,7 @@ fn build_one() -> anyhow::Result<()> {
         best = best.min(ms);
         std::hint::black_box(s);
     }
-    println!("session build ({REQUESTS} requests, bodies parsed): {best:.1} ms (target ≤ 100 ms)");
+    println!("session build ({REQUESTS} requests, bodies scanned): {best:.1} ms (target ≤ 100 ms)");
     Ok(())
 }
 
