@@ -53,7 +53,7 @@ pub async fn foreground(cfg: Config, mode: Mode, headless: bool) -> anyhow::Resu
         super::tui::on_engine(cfg, engine).await
     } else {
         if let Some(st) = engine.status() {
-            eprintln!("{}", super::status::summary(&st));
+            eprintln!("{}", super::status::summary(&st, &cfg));
         }
         serve_until_signal(engine, true).await
     }
@@ -142,7 +142,7 @@ pub async fn detach(cli: &Cli, cfg: &Config, args: &EngineArgs) -> anyhow::Resul
         if let Ok(Some(st)) = control::request_status(&socket).await {
             if st.pid == pid {
                 println!("ccproxy running in the background (pid {pid})");
-                println!("{}", super::status::summary(&st));
+                println!("{}", super::status::summary(&st, cfg));
                 println!("  logs: ccproxy logs -f · status: ccproxy status · stop: ccproxy stop");
                 return Ok(0);
             }

@@ -72,15 +72,20 @@ pub async fn status(cfg: &Config, args: &StatusArgs, mitm_only: bool) -> anyhow:
     Ok(1)
 }
 
+/// Where the reverse listener sends requests: the gateway, `ccproxy.upstream`, or the providers.
+fn reverse_target(st: &EngineStatus, cfg: &Config) -> String {
+    match (&st.gateway, &cfg.upstream) {
+        (Some(g), _) => format!("gateway on port {}", g.port),
+        (None, Some(u)) => u.clone(),
+        (None, None) => format!("{} / {}", engine::PROVIDERS.0, engine::PROVIDERS.1),
+    }
+}
+
 /// The short block printed when an engine comes up.
-pub fn summary(st: &EngineStatus) -> String {
+pub fn summary(st: &EngineStatus, cfg: &Config) -> String {
     let mut lines = vec![format!("  mode     {}", st.mode)];
     if let Some(r) = &st.reverse {
-        let target = match &st.gateway {
-            Some(g) => format!("gateway on port {}", g.port),
-            None => "providers".into(),
-        };
-        lines.push(format!("  reverse  http://{r} → {target}"));
+        lines.push(format!("  reverse  http://{r} → {}", reverse_target(st, cfg)));
     }
     if let Some(f) = &st.forward {
         lines.push(format!("  forward  http://{f}"));
@@ -122,12 +127,7 @@ fn human_status(cfg: &Config, st: &EngineStatus) -> String {
         format!("mode      {}", st.mode),
     ];
     if let Some(r) = &st.reverse {
-        let target = match (&st.gateway, &cfg.upstream) {
-            (Some(g), _) => format!("gateway on port {}", g.port),
-            (None, Some(u)) => u.clone(),
-            (None, None) => format!("{} / {}", engine::PROVIDERS.0, engine::PROVIDERS.1),
-        };
-        out.push(format!("reverse   http://{r} → {target}"));
+        out.push(format!("reverse   http://{r} → {}", reverse_target(st, cfg)));
     }
     if let Some(f) = &st.forward {
         out.push(format!("forward   http://{f}"));
