@@ -330,7 +330,10 @@ fn help_overlay_scrolls_on_a_short_terminal() {
     press(&mut app, KeyCode::Char('?'));
     let top = draw(&mut app);
     assert!(top.contains("more lines"), "{top}");
-    assert!(!top.contains("~ttft"), "the last line is below the screen:\n{top}");
+    assert!(
+        !top.contains("~ttft"),
+        "the last line is below the screen:\n{top}"
+    );
     for _ in 0..200 {
         press(&mut app, KeyCode::Char('j'));
     }

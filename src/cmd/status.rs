@@ -85,7 +85,10 @@ fn reverse_target(st: &EngineStatus, cfg: &Config) -> String {
 pub fn summary(st: &EngineStatus, cfg: &Config) -> String {
     let mut lines = vec![format!("  mode     {}", st.mode)];
     if let Some(r) = &st.reverse {
-        lines.push(format!("  reverse  http://{r} → {}", reverse_target(st, cfg)));
+        lines.push(format!(
+            "  reverse  http://{r} → {}",
+            reverse_target(st, cfg)
+        ));
     }
     if let Some(f) = &st.forward {
         lines.push(format!("  forward  http://{f}"));
@@ -127,7 +130,10 @@ fn human_status(cfg: &Config, st: &EngineStatus) -> String {
         format!("mode      {}", st.mode),
     ];
     if let Some(r) = &st.reverse {
-        out.push(format!("reverse   http://{r} → {}", reverse_target(st, cfg)));
+        out.push(format!(
+            "reverse   http://{r} → {}",
+            reverse_target(st, cfg)
+        ));
     }
     if let Some(f) = &st.forward {
         out.push(format!("forward   http://{f}"));

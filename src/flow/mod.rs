@@ -392,14 +392,27 @@ mod tests {
         hub.started(Arc::clone(&flow));
         hub.responded(Arc::clone(&flow));
         hub.request_body(Arc::clone(&flow));
-        assert_eq!(Arc::strong_count(&flow), 1, "no snapshot held by the channel");
+        assert_eq!(
+            Arc::strong_count(&flow),
+            1,
+            "no snapshot held by the channel"
+        );
         hub.completed(Arc::clone(&flow));
-        assert!(matches!(&*quiet.rx.try_recv().expect("completed"), FlowEvent::Completed { .. }));
+        assert!(matches!(
+            &*quiet.rx.try_recv().expect("completed"),
+            FlowEvent::Completed { .. }
+        ));
         assert!(quiet.rx.try_recv().is_err());
         let mut live = hub.subscribe();
         hub.started(Arc::clone(&flow));
-        assert!(matches!(&*live.recv().await.expect("started"), FlowEvent::Started { .. }));
-        assert!(matches!(&*quiet.rx.try_recv().expect("started"), FlowEvent::Started { .. }));
+        assert!(matches!(
+            &*live.recv().await.expect("started"),
+            FlowEvent::Started { .. }
+        ));
+        assert!(matches!(
+            &*quiet.rx.try_recv().expect("started"),
+            FlowEvent::Started { .. }
+        ));
         assert_eq!(hub.snapshot().started, 2);
     }
 

@@ -311,7 +311,8 @@ impl<'a> Prompt<'a> {
             };
         };
         let part = |r: &Option<std::ops::Range<usize>>| {
-            r.as_ref().map_or((ABSENT, false), |r| span::canonical_hash(&body[r.clone()]))
+            r.as_ref()
+                .map_or((ABSENT, false), |r| span::canonical_hash(&body[r.clone()]))
         };
         let (kept, base) = match reuse {
             Some((p, r)) => (r, Some(p)),
@@ -324,9 +325,16 @@ impl<'a> Prompt<'a> {
                 part(r)
             }
         };
-        let (tools, tools_ttl) = keep(kept.tools, base.map(|p| (p.tools, p.tools_ttl)), &spans.tools);
-        let (system, system_ttl) =
-            keep(kept.system, base.map(|p| (p.system, p.system_ttl)), &spans.system);
+        let (tools, tools_ttl) = keep(
+            kept.tools,
+            base.map(|p| (p.tools, p.tools_ttl)),
+            &spans.tools,
+        );
+        let (system, system_ttl) = keep(
+            kept.system,
+            base.map(|p| (p.system, p.system_ttl)),
+            &spans.system,
+        );
         let n = spans.elements.len();
         let mut messages = Vec::with_capacity(n);
         let mut message_ttl = Vec::with_capacity(n);
@@ -521,7 +529,12 @@ pub fn build(session_id: &str, exchanges: &[Exchange<'_>], prices: &PriceTable) 
             .iter()
             .rev()
             .take(CANDIDATES)
-            .map(|o| (span::common_prefix(o.last.body, &flow.request_body), &o.last))
+            .map(|o| {
+                (
+                    span::common_prefix(o.last.body, &flow.request_body),
+                    &o.last,
+                )
+            })
             .max_by_key(|(n, _)| *n)
             .map(|(_, p)| p);
         let prompt = Prompt::of(flow, base);
@@ -1044,12 +1057,18 @@ mod tests {
     /// breakpoint, so the mark moves every turn: that is not a prefix change.
     #[test]
     fn moving_breakpoints_are_not_a_prefix_change() {
-        let marked = |t: &str| {
-            json!({"role": "user", "content": [{"type": "text", "text": t, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]})
-        };
+        let marked = |t: &str| json!({"role": "user", "content": [{"type": "text", "text": t, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]});
         let mut fx = Fx::new();
         fx.push(0, "S", &json!([marked("a")]), 0, 4000, &[], &[]);
-        fx.push(1, "S", &json!([user("a"), user("b"), marked("c")]), 4000, 100, &[], &[]);
+        fx.push(
+            1,
+            "S",
+            &json!([user("a"), user("b"), marked("c")]),
+            4000,
+            100,
+            &[],
+            &[],
+        );
         // A miss on the same prefix, long after the 5-minute TTL but within the
         // 1-hour one a breakpoint asked for.
         fx.push(
@@ -1080,7 +1099,10 @@ mod tests {
         for from in at - 30..at {
             let (x, _) = excerpts(Some(a.as_bytes()), Some(b.as_bytes()));
             let cut_at = cut(a, from);
-            assert!(!cut_at.starts_with('n') || !a[..from].ends_with('\\'), "{from}: {cut_at}");
+            assert!(
+                !cut_at.starts_with('n') || !a[..from].ends_with('\\'),
+                "{from}: {cut_at}"
+            );
             for tail in ["u00e9", "00e9", "0e9", "e9 "] {
                 assert!(!cut_at.starts_with(tail), "{from}: {cut_at}");
             }

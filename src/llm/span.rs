@@ -387,7 +387,8 @@ mod tests {
     use serde_json::{json, Value};
 
     fn parts(b: &[u8], s: &Spans) -> (Vec<Value>, Option<Value>, Option<Value>) {
-        let v = |r: &Range<usize>| serde_json::from_slice::<Value>(&b[r.clone()]).unwrap();
+        let v =
+            |r: &Range<usize>| serde_json::from_slice::<Value>(&b[r.clone()]).expect("test input");
         (
             s.elements.iter().map(v).collect(),
             s.system.as_ref().map(v),
@@ -400,7 +401,7 @@ mod tests {
         let body = br#" { "model" : "m", "tools":[{"name":"a\"]}"}] ,
             "messages" : [ {"role":"user","content":"x]"} , {"role":"assistant","content":[{"type":"text","text":"{"}]} ],
             "system": "be brief", "n": -1.5e3, "ok": true }"#;
-        let s = scan(body, REQUEST).unwrap();
+        let s = scan(body, REQUEST).expect("test input");
         let (msgs, system, tools) = parts(body, &s);
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0], json!({"role":"user","content":"x]"}));
@@ -411,20 +412,27 @@ mod tests {
 
     #[test]
     fn malformed_bodies_have_no_spans() {
-        for b in [&b""[..], b"[1]", b"{\"messages\":[1,", b"{\"a\":\"unterminated}", b"{\"a\" 1}"] {
+        for b in [
+            &b""[..],
+            b"[1]",
+            b"{\"messages\":[1,",
+            b"{\"a\":\"unterminated}",
+            b"{\"a\" 1}",
+        ] {
             assert_eq!(scan(b, REQUEST), None, "{}", String::from_utf8_lossy(b));
         }
     }
 
     #[test]
     fn rescan_equals_a_fresh_scan_as_a_conversation_grows() {
-        let mut msgs = vec![json!({"role":"user","content":"hi","cache_control":{"type":"ephemeral"}})];
+        let mut msgs =
+            vec![json!({"role":"user","content":"hi","cache_control":{"type":"ephemeral"}})];
         let body = |m: &Vec<Value>| {
             serde_json::to_vec(&json!({"messages": m, "system": "s", "tools": [{"name": "Read"}]}))
-                .unwrap()
+                .expect("test input")
         };
         let mut prev = body(&msgs);
-        let mut prev_spans = scan(&prev, REQUEST).unwrap();
+        let mut prev_spans = scan(&prev, REQUEST).expect("test input");
         for i in 0..20 {
             msgs.push(json!({"role":"assistant","content":format!("answer {i}")}));
             msgs.push(json!({"role":"user","content":[{"type":"text","text":format!("q {i}")}]}));
@@ -432,11 +440,11 @@ mod tests {
                 msgs[1] = json!({"role":"assistant","content":"rewritten"});
             }
             let cur = body(&msgs);
-            let (s, reuse) = rescan(&prev, &prev_spans, &cur).unwrap();
+            let (s, reuse) = rescan(&prev, &prev_spans, &cur).expect("test input");
             assert!(reuse.system && reuse.tools, "turn {i}");
             let expect = if i == 7 { 1 } else { msgs.len() - 2 };
             assert_eq!(reuse.elements, expect, "turn {i}");
-            assert_eq!(s, scan(&cur, REQUEST).unwrap(), "turn {i}");
+            assert_eq!(s, scan(&cur, REQUEST).expect("test input"), "turn {i}");
             prev = cur;
             prev_spans = s;
         }
@@ -444,16 +452,17 @@ mod tests {
 
     #[test]
     fn cache_control_does_not_change_the_hash() {
-        let a = br#"{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}"#;
-        let b = br#"{"type":"text","text":"x"}"#;
-        let c = br#"{"cache_control": {"type":"ephemeral","ttl":"1h"} , "type":"text","text":"x"}"#;
-        let d = br#"{"type":"text","text":"y"}"#;
-        let e = br#"{"type":"text","text":"the \"cache_control\": {} key"}"#;
-        assert_eq!(canonical_hash(a), (canonical_hash(b).0, false));
-        assert_eq!(canonical_hash(c), (canonical_hash(b).0, true));
-        assert_ne!(canonical_hash(b).0, canonical_hash(d).0);
-        assert_eq!(canonical_bytes(e), e.to_vec());
-        assert_eq!(canonical_bytes(c), br#"{"type":"text","text":"x"}"#.to_vec());
+        let marked = br#"{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}"#;
+        let plain = br#"{"type":"text","text":"x"}"#;
+        let first =
+            br#"{"cache_control": {"type":"ephemeral","ttl":"1h"} , "type":"text","text":"x"}"#;
+        let other = br#"{"type":"text","text":"y"}"#;
+        let quoted = br#"{"type":"text","text":"the \"cache_control\": {} key"}"#;
+        assert_eq!(canonical_hash(marked), (canonical_hash(plain).0, false));
+        assert_eq!(canonical_hash(first), (canonical_hash(plain).0, true));
+        assert_ne!(canonical_hash(plain).0, canonical_hash(other).0);
+        assert_eq!(canonical_bytes(quoted), quoted.to_vec());
+        assert_eq!(canonical_bytes(first), plain.to_vec());
     }
 
     proptest! {
@@ -468,14 +477,14 @@ mod tests {
             let e = edit % next.len();
             next[e] = json!({"role":"user","content": format!("{}{extra}", texts[e])});
             next.push(json!({"role":"assistant","content":extra}));
-            let a = serde_json::to_vec(&json!({"system":"s","messages":msgs,"tools":[]})).unwrap();
-            let b = serde_json::to_vec(&json!({"system":"s","messages":next,"tools":[]})).unwrap();
-            let sa = scan(&a, REQUEST).unwrap();
-            let (sb, reuse) = rescan(&a, &sa, &b).unwrap();
+            let a = serde_json::to_vec(&json!({"system":"s","messages":msgs,"tools":[]})).expect("test input");
+            let b = serde_json::to_vec(&json!({"system":"s","messages":next,"tools":[]})).expect("test input");
+            let sa = scan(&a, REQUEST).expect("test input");
+            let (sb, reuse) = rescan(&a, &sa, &b).expect("test input");
             if !extra.is_empty() {
                 prop_assert!(reuse.elements <= e);
             }
-            prop_assert_eq!(&sb, &scan(&b, REQUEST).unwrap());
+            prop_assert_eq!(&sb, &scan(&b, REQUEST).expect("test input"));
             let (m, _, _) = parts(&b, &sb);
             prop_assert_eq!(m, next);
         }

@@ -312,7 +312,10 @@ fn view() -> anyhow::Result<()> {
         FRAME_TARGET_MS,
     );
     for (name, v) in [
-        ("  of which a completed flow arriving (App::update)", &arrive),
+        (
+            "  of which a completed flow arriving (App::update)",
+            &arrive,
+        ),
         ("  of which the paced refresh (prepare)", &prep),
         ("  of which drawing", &draw),
     ] {

@@ -631,7 +631,11 @@ impl OpenSession {
     }
 }
 
-fn turn_at<'s>(s: &'s Session, places: &HashMap<Uuid, (usize, usize)>, id: &Uuid) -> Option<&'s Turn> {
+fn turn_at<'s>(
+    s: &'s Session,
+    places: &HashMap<Uuid, (usize, usize)>,
+    id: &Uuid,
+) -> Option<&'s Turn> {
     let &(c, i) = places.get(id)?;
     s.conversations.get(c)?.requests.get(i)
 }

@@ -47,7 +47,10 @@ fn help(f: &mut Frame, area: Rect, scroll: usize) {
     let hidden = (lines.len() + 2).saturating_sub(usize::from(rect.height));
     let scroll = scroll.min(hidden);
     let title = if hidden > 0 {
-        format!(" keys (Esc closes · j/k scroll, {} more lines) ", hidden - scroll)
+        format!(
+            " keys (Esc closes · j/k scroll, {} more lines) ",
+            hidden - scroll
+        )
     } else {
         " keys (Esc closes) ".to_string()
     };
