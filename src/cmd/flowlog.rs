@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::mpsc::{sync_channel, Receiver, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -75,33 +75,18 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The writer thread: format and write until the sender goes away. When the
-/// queue runs dry it waits [`LINGER`] for more before writing out; only
-/// when nothing came meanwhile does it flush and block until the next flow.
+/// queue runs dry it waits [`LINGER`] for more; only when nothing came
+/// meanwhile does it flush and block until the next flow.
 fn write_lines(entries: &Receiver<Entry>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let mut lingered = false;
     let mut last_flush = std::time::Instant::now();
     loop {
-        let entry = match entries.try_recv() {
-            Ok(e) => {
-                lingered = false;
-                e
-            }
-            Err(TryRecvError::Empty) if !lingered => {
-                lingered = true;
-                std::thread::sleep(LINGER);
-                continue;
-            }
-            Err(TryRecvError::Empty) => {
-                lingered = false;
-                let _ = out.flush();
-                last_flush = std::time::Instant::now();
-                match entries.recv() {
-                    Ok(e) => e,
-                    Err(_) => break,
-                }
-            }
-            Err(TryRecvError::Disconnected) => break,
+        let idle = || {
+            let _ = out.flush();
+            last_flush = std::time::Instant::now();
+        };
+        let Some(entry) = crate::flow::hub::recv_lingering(entries, LINGER, idle) else {
+            break;
         };
         let _ = match entry {
             Entry::Flow(flow) => writeln!(out, "{}", line(&flow)),

@@ -77,6 +77,30 @@ pub struct FlowHub {
 /// How long the analysis thread waits for more flows before it sleeps.
 const STAGE_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The next item of `rx`: at once when one waits; otherwise after sleeping
+/// `linger` once, so a busy producer's items are taken in batches instead of
+/// a thread wake-up each; otherwise, after `idle()`, blocking until one
+/// comes. `None` once every sender is gone.
+pub fn recv_lingering<T>(
+    rx: &std::sync::mpsc::Receiver<T>,
+    linger: std::time::Duration,
+    idle: impl FnOnce(),
+) -> Option<T> {
+    use std::sync::mpsc::TryRecvError;
+    for pause in [None, Some(linger)] {
+        if let Some(d) = pause {
+            std::thread::sleep(d);
+        }
+        match rx.try_recv() {
+            Ok(x) => return Some(x),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+    }
+    idle();
+    rx.recv().ok()
+}
+
 /// The analysis stage: its function (also run inline for a synchronous
 /// sink), its queue, and how many flows wait in it.
 #[derive(Clone)]
@@ -147,25 +171,7 @@ impl FlowHub {
         let spawned = std::thread::Builder::new()
             .name("ccproxy-llm".into())
             .spawn(move || {
-                // After the queue runs dry, wait STAGE_LINGER for more before
-                // blocking: under load the thread then takes flows in batches
-                // instead of being woken for each one.
-                let mut lingered = false;
-                loop {
-                    let mut flow = match rx.try_recv() {
-                        Ok(f) => f,
-                        Err(std::sync::mpsc::TryRecvError::Empty) if !lingered => {
-                            lingered = true;
-                            std::thread::sleep(STAGE_LINGER);
-                            continue;
-                        }
-                        Err(std::sync::mpsc::TryRecvError::Empty) => match rx.recv() {
-                            Ok(f) => f,
-                            Err(_) => break,
-                        },
-                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                    };
-                    lingered = false;
+                while let Some(mut flow) = recv_lingering(&rx, STAGE_LINGER, || {}) {
                     (analyze.analyze)(Arc::make_mut(&mut flow));
                     hub.publish_completed(flow);
                     pending.fetch_sub(1, Ordering::Release);

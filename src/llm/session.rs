@@ -405,9 +405,8 @@ fn cut(s: &str, from: usize) -> String {
     for back in 1..=start.min(5) {
         let p = start - back;
         if b[p] == b'\\' {
-            let escaped = b[..p].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1;
             let len = if b.get(p + 1) == Some(&b'u') { 6 } else { 2 };
-            if !escaped && p + len > start {
+            if !span::escaped(b, p) && p + len > start {
                 start = p;
             }
             break;

@@ -304,8 +304,8 @@ pub fn rescan(prev_body: &[u8], prev: &Spans, b: &[u8]) -> Option<(Spans, Reuse)
     Some((out, reuse))
 }
 
-/// Whether `b[i]` (a `"`) is escaped: preceded by an odd run of backslashes.
-fn escaped(b: &[u8], i: usize) -> bool {
+/// Whether `b[i]` is escaped: preceded by an odd run of backslashes.
+pub fn escaped(b: &[u8], i: usize) -> bool {
     b[..i].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
 }
 
