@@ -140,6 +140,88 @@ async fn idle_keepalive_connections_are_closed() {
     assert_eq!(proxy.completed().await.status_code, Some(200));
 }
 
+/// An upstream that answers with the path and the body length.
+async fn echo_lengths() -> up::Server {
+    up::http(|req| async move {
+        let path = req.uri().path().to_string();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
+        Response::new(full(format!("{path} {}", body.unwrap_or(0))))
+    })
+    .await
+}
+
+/// Wait until `n` connections are parked; panics past [`PATIENCE`].
+async fn parked(proxy: &up::TestProxy, n: usize) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while proxy.state.connections.parked() != n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "parked connections: {} (want {n})",
+        proxy.state.connections.parked()
+    );
+}
+
+#[tokio::test]
+async fn a_parked_keepalive_connection_serves_split_and_pipelined_requests() {
+    let upstream = echo_lengths().await;
+    let mut proxy = up::start_proxy(
+        None,
+        |cfg| cfg.mitm.timeouts.idle_keepalive = Duration::from_secs(30),
+        ProxyOptions::default(),
+    )
+    .await;
+    let park = ccproxy::proxy::PARK_AFTER + Duration::from_millis(300);
+    let host = upstream.addr;
+    let mut s = TcpStream::connect(proxy.forward).await.expect("connect");
+    let get = |path: &str| format!("GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    s.write_all(get("/one").as_bytes()).await.expect("write");
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("/one 0"), "{resp}");
+    assert!(
+        !resp.to_ascii_lowercase().contains("connection: close"),
+        "{resp}"
+    );
+
+    // Parked (counted), then two pipelined requests in one write.
+    parked(&proxy, 1).await;
+    tokio::time::sleep(park).await;
+    s.write_all(format!("{}{}", get("/two"), get("/three")).as_bytes())
+        .await
+        .expect("write");
+    let two = read_response(&mut s).await;
+    assert!(two.ends_with("/two 0"), "{two}");
+    let three = read_response(&mut s).await;
+    assert!(three.ends_with("/three 0"), "{three}");
+
+    // Parked again, then a POST whose head and body arrive in pieces.
+    tokio::time::sleep(park).await;
+    let post = format!(
+        "POST http://{host}/four HTTP/1.1\r\nHost: {host}\r\ncontent-length: 10\r\n\r\n12345"
+    );
+    let (a, b) = post.split_at(20);
+    s.write_all(a.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"67890").await.expect("write");
+    let four = read_response(&mut s).await;
+    assert!(four.ends_with("/four 10"), "{four}");
+    parked(&proxy, 1).await;
+    drop(s);
+    parked(&proxy, 0).await;
+    let mut paths = Vec::new();
+    for _ in 0..4 {
+        paths.push(proxy.completed().await.path.clone());
+    }
+    paths.sort();
+    assert_eq!(paths, ["/four", "/one", "/three", "/two"]);
+}
+
 #[tokio::test]
 async fn connect_without_tls_bytes_is_closed_after_handshake() {
     let upstream = hello().await;

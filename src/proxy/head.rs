@@ -37,6 +37,10 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// As many header fields as hyper accepts by default; more is "too large" too.
 const MAX_HEADERS: usize = 100;
 
+/// How many request ends [`Guard::parkable`] remembers (more pipelined
+/// requests than this read ahead make it close instead).
+const MAX_ENDS: usize = 16;
+
 /// The start of the h2 connection preface.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -153,6 +157,13 @@ pub struct Guard<I> {
     trailer_len: usize,
     timer: Option<Pin<Box<Sleep>>>,
     timer_at: Option<Instant>,
+    /// Request-stream bytes scanned so far.
+    scanned: u64,
+    /// Where the scanned requests ended (offsets into the stream), oldest
+    /// first; pruned by [`Guard::parkable`].
+    ends: std::collections::VecDeque<u64>,
+    /// A request ended in the current scan step.
+    ended: bool,
 }
 
 impl<I> Guard<I> {
@@ -177,12 +188,40 @@ impl<I> Guard<I> {
             trailer_len: 0,
             timer: None,
             timer_at: None,
+            scanned: 0,
+            ends: std::collections::VecDeque::new(),
+            ended: false,
         }
+    }
+
+    /// Whether the connection may serve another request after its reader
+    /// stopped with `unread` scanned bytes not consumed: the stream is
+    /// HTTP/1 requests and the reader stopped exactly where one ended (a
+    /// request body it did not read would otherwise be taken for the next
+    /// head).
+    pub fn parkable(&mut self, unread: usize) -> bool {
+        let Some(consumed) = self.scanned.checked_sub(unread as u64) else {
+            return false;
+        };
+        while self.ends.front().is_some_and(|e| *e < consumed) {
+            self.ends.pop_front();
+        }
+        let at_end = self.ends.front() == Some(&consumed);
+        if at_end {
+            self.ends.pop_front();
+        }
+        at_end && matches!(self.mode, Mode::Head | Mode::Length(_) | Mode::Chunked(_))
+    }
+
+    /// The watched I/O.
+    pub fn get_mut(&mut self) -> &mut I {
+        &mut self.inner
     }
 
     /// Follow `data` (just read) through heads and bodies.
     fn scan(&mut self, mut data: &[u8]) -> Result<(), Rejection> {
         while !data.is_empty() {
+            let before = data.len();
             match &mut self.mode {
                 Mode::Head => {
                     let used = self.scan_head(data)?;
@@ -202,6 +241,14 @@ impl<I> Guard<I> {
                 }
                 _ => return Ok(()),
             }
+            self.scanned += (before - data.len()) as u64;
+            if std::mem::take(&mut self.ended) {
+                if self.ends.len() == MAX_ENDS {
+                    // Requests read ahead past this many are not parked.
+                    self.ends.pop_front();
+                }
+                self.ends.push_back(self.scanned);
+            }
         }
         Ok(())
     }
@@ -209,6 +256,7 @@ impl<I> Guard<I> {
     fn end_body(&mut self) {
         self.mode = Mode::Head;
         self.first = false;
+        self.ended = true;
     }
 
     /// Consume head bytes; returns how many of `data` belong to the head.
@@ -660,6 +708,40 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn parks_only_where_a_request_ended() {
+        let first = b"POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc";
+        let second = b"GET /b HTTP/1.1\r\nhost: x\r\n\r\n";
+        let mut stream = first.to_vec();
+        stream.extend_from_slice(second);
+        for step in [1, 7, stream.len()] {
+            let (mut g, _slot) = guard(tokio::io::empty());
+            for piece in stream.chunks(step) {
+                g.scan(piece).expect("valid");
+            }
+            // The reader consumed the head but not the body: not a request end.
+            let mut g2 = guard(tokio::io::empty()).0;
+            g2.scan(&stream).expect("valid");
+            assert!(
+                !g2.parkable(stream.len() - (first.len() - 3)),
+                "step {step}"
+            );
+            // Stopped after the first request, the second read ahead: parks.
+            assert!(g.parkable(second.len()), "step {step}");
+            // Then after the second.
+            assert!(g.parkable(0), "step {step}");
+        }
+        // Mid-body, nothing unread: the rest of the body is still to come.
+        let (mut g, _slot) = guard(tokio::io::empty());
+        g.scan(&first[..first.len() - 1]).expect("valid");
+        assert!(!g.parkable(0));
+        // A tunnel or an upgrade is never parked.
+        let (mut g, _slot) = guard(tokio::io::empty());
+        g.scan(b"GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+            .expect("valid");
+        assert!(!g.parkable(0));
     }
 
     #[test]

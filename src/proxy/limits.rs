@@ -37,6 +37,7 @@ pub struct Connections {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<SlotState>>>,
     evicted: AtomicU64,
+    parked: AtomicUsize,
 }
 
 /// One connection's state, shared by its serving task, its head guard and
@@ -121,6 +122,16 @@ impl Drop for InFlight {
     }
 }
 
+/// A connection counted in [`Connections::parked`] while it lives.
+#[derive(Debug)]
+pub struct Parked<'a>(&'a Connections);
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An accepted connection's place in the registry; leaves it when dropped.
 #[derive(Debug)]
 pub struct Slot {
@@ -154,7 +165,20 @@ impl Connections {
             next: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             evicted: AtomicU64::new(0),
+            parked: AtomicUsize::new(0),
         })
+    }
+
+    /// Kept-alive connections waiting for their next request without
+    /// hyper's buffers (see `proxy::PARK_AFTER`).
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// Count a connection as parked until the returned guard drops.
+    pub fn park(&self) -> Parked<'_> {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        Parked(self)
     }
 
     /// The cap.

@@ -16,13 +16,13 @@ pub mod exchange;
 pub mod forward;
 pub mod head;
 pub mod limits;
+mod park;
 pub mod pool;
 pub mod record;
 pub mod reverse;
 pub mod upstream;
 pub mod websocket;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,9 +33,6 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -46,6 +43,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::flow::FlowHub;
 
+pub use park::PARK_AFTER;
 pub use upstream::Timeouts;
 
 use exchange::Conn;
@@ -299,67 +297,7 @@ pub(crate) async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shutdown = conn.shutdown.clone();
-    let timeouts = state.config.mitm.timeouts;
-    let slot = Arc::clone(conn.slot.state());
-    let rules = head::HeadRules {
-        request_head: timeouts.request_head,
-    };
-    let io = head::Guard::new(io, Arc::clone(&slot), rules, conn.client, accepted);
-    let svc_conn = Arc::clone(&conn);
-    let svc_slot = Arc::clone(&slot);
-    let svc = service_fn(move |req| {
-        let in_flight = svc_slot.begin();
-        let state = Arc::clone(&state);
-        let conn = Arc::clone(&svc_conn);
-        // Boxed: hyper keeps a slot the size of this future for the whole
-        // life of the connection, so unboxed every idle keep-alive connection
-        // would hold an exchange's worth of state.
-        Box::pin(async move {
-            let resp = forward::handle(state, conn, req).await;
-            Ok::<_, Infallible>(resp.map(|body| Tracked {
-                body,
-                _in_flight: in_flight,
-            }))
-        })
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(256 * 1024);
-    builder.http2().max_concurrent_streams(256);
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(served);
-    let idle = timeouts.idle_keepalive;
-    let watchdog = tokio::time::sleep(idle);
-    tokio::pin!(watchdog);
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            r = served.as_mut() => break r,
-            () = shutdown.cancelled(), if !closing => {
-                closing = true;
-                served.as_mut().graceful_shutdown();
-            }
-            () = slot.evicted(), if !closing => {
-                tracing::debug!("max_connections reached: closing this idle connection");
-                closing = true;
-                served.as_mut().graceful_shutdown();
-            }
-            () = &mut watchdog, if !closing => match slot.idle_for() {
-                Some(d) if d >= idle => {
-                    tracing::debug!("idle_keepalive reached: closing");
-                    closing = true;
-                    served.as_mut().graceful_shutdown();
-                }
-                Some(d) => watchdog
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + idle.saturating_sub(d)),
-                None => watchdog.as_mut().reset(tokio::time::Instant::now() + idle),
-            },
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
+    park::serve(io, state, conn, accepted).await;
 }
 
 /// A response body that keeps its exchange counted as in flight on the

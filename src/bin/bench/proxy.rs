@@ -317,7 +317,8 @@ async fn idle_connections(
             }
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Idle connections park (drop hyper's buffers) after PARK_AFTER.
+    tokio::time::sleep(ccproxy::proxy::PARK_AFTER + Duration::from_millis(500)).await;
     let rss = rss_kib(proxy.pid, "VmRSS");
     let opened = open.len();
     drop(open);
