@@ -2,7 +2,7 @@
 //! origin-form) and reverse (origin-form to a configured upstream).
 //!
 //! ```text
-//! accept ─▶ serve_connection (head::first, then hyper auto: h1/h2) ─▶ forward::handle
+//! accept ─▶ serve_connection (park: hyper h1 while busy, parked while idle; h2 by preface) ─▶ forward::handle
 //!              │ CONNECT ─▶ connect::establish ─▶ peek ─▶ TLS (our CA) or plain ─▶ serve_connection
 //!              └ otherwise ─▶ exchange::proxy ─▶ upstream client (pooled, h2/h1 by ALPN)
 //!                              bodies teed (body.rs) into a Record (record.rs) ─▶ FlowHub
