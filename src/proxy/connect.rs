@@ -229,6 +229,11 @@ impl<T> Rewind<T> {
             inner,
         }
     }
+
+    /// The stream and what is left of the prefix.
+    pub fn into_parts(self) -> (T, Bytes) {
+        (self.inner, self.prefix.unwrap_or_default())
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {

@@ -42,7 +42,7 @@ const MAX_HEADERS: usize = 100;
 const MAX_ENDS: usize = 16;
 
 /// The start of the h2 connection preface.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// After a 400 or 408, how much of the client's unread request is drained
 /// (and for how long) so closing does not reset the connection before the
@@ -211,11 +211,6 @@ impl<I> Guard<I> {
             self.ends.pop_front();
         }
         at_end && matches!(self.mode, Mode::Head | Mode::Length(_) | Mode::Chunked(_))
-    }
-
-    /// The watched I/O.
-    pub fn get_mut(&mut self) -> &mut I {
-        &mut self.inner
     }
 
     /// Follow `data` (just read) through heads and bodies.
@@ -654,7 +649,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guard<I> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if matches!(self.mode, Mode::Answer(_) | Mode::Done) {
+        // Answered and closing, or leaving hyper to park: not hyper's to shut.
+        if matches!(self.mode, Mode::Answer(_) | Mode::Done) || self.slot.is_parking() {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_shutdown(cx)

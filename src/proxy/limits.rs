@@ -9,7 +9,7 @@
 //! are, and the new connection is served either way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ pub struct SlotState {
     evict: CancellationToken,
     /// Woken when the last exchange ends (a deferred rejection waits for it).
     idle_waker: AtomicWaker,
+    /// The connection is leaving hyper to park: its socket stays open.
+    parking: AtomicBool,
 }
 
 impl SlotState {
@@ -62,6 +64,7 @@ impl SlotState {
             since: AtomicU64::new(now_ms()),
             evict: CancellationToken::new(),
             idle_waker: AtomicWaker::new(),
+            parking: AtomicBool::new(false),
         }
     }
 
@@ -99,6 +102,17 @@ impl SlotState {
         (self.phase.load(Ordering::Relaxed) == IDLE).then(|| {
             Duration::from_millis(now_ms().saturating_sub(self.since.load(Ordering::Relaxed)))
         })
+    }
+
+    /// Mark the connection as leaving hyper to park (its head guard then
+    /// skips hyper's shutdown of the socket), or not.
+    pub fn set_parking(&self, on: bool) {
+        self.parking.store(on, Ordering::Relaxed);
+    }
+
+    /// See [`SlotState::set_parking`].
+    pub fn is_parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
     }
 
     /// Resolves when the connection must close to make room for others.

@@ -7,7 +7,8 @@
 //! nothing. Once a connection has been idle for [`PARK_AFTER`], hyper is
 //! asked to end it (an idle connection ends without writing a byte), hands
 //! back the socket and any bytes it read ahead, and the connection waits for
-//! its next request holding only the socket and its [`Guard`]; the next
+//! its next request holding only the socket and its [`Guard`] (which skips
+//! hyper's shutdown of the socket meanwhile, see `SlotState::set_parking`); the next
 //! request gets a new hyper connection. A busy connection never parks, so
 //! the hot path is hyper's own.
 //!
@@ -21,24 +22,22 @@ use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::connect::Rewind;
 use super::exchange::Conn;
-use super::head::{self, Guard};
+use super::head::{self, Guard, H2_PREFACE};
 use super::{forward, ProxyState, Tracked};
-
-/// The start of the h2 connection preface.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// The most a parked connection reads when its next request arrives (hyper
 /// reads the rest).
@@ -64,183 +63,179 @@ where
     let rules = head::HeadRules {
         request_head: state.config.mitm.timeouts.request_head,
     };
-    let guard = Guard::new(io, Arc::clone(&slot), rules, conn.client, accepted);
-    let mut io = Rewind {
-        guard,
-        prefix: Bytes::new(),
-        park: Arc::new(AtomicBool::new(false)),
-    };
+    let mut guard = Guard::new(io, Arc::clone(&slot), rules, conn.client, accepted);
+    // Bytes read from the client that hyper has not seen yet.
+    let mut prefix = Bytes::new();
     let idle = state.config.mitm.timeouts.idle_keepalive;
     let mut first = true;
     loop {
-        if io.prefix.is_empty() {
+        if prefix.is_empty() {
             let _parked = (!first).then(|| state.connections.park());
             let left = idle.saturating_sub(slot.idle_for().unwrap_or_default());
             let read = tokio::select! {
-                r = read_some(&mut io.guard) => r,
-                () = conn.shutdown.cancelled() => return Box::pin(close(io)).await,
+                r = read_some(&mut guard) => r,
+                () = conn.shutdown.cancelled() => return Box::pin(close(guard)).await,
                 () = slot.evicted() => {
                     tracing::debug!("max_connections reached: closing this idle connection");
-                    return Box::pin(close(io)).await;
+                    return Box::pin(close(guard)).await;
                 }
                 () = tokio::time::sleep(left), if !first => {
                     tracing::debug!("idle_keepalive reached: closing");
-                    return Box::pin(close(io)).await;
+                    return Box::pin(close(guard)).await;
                 }
             };
             match read {
-                Ok(b) if !b.is_empty() => io.prefix = b,
+                Ok(b) if !b.is_empty() => prefix = b,
                 _ => return,
             }
         }
         if first {
             first = false;
-            match Box::pin(sniff_h2(&mut io)).await {
-                // Boxed, like `serve_h1`: a parked connection's task keeps
-                // only what it needs while it waits.
-                Some(true) => return Box::pin(serve_h2(io, state, conn)).await,
-                Some(false) => {}
-                None => return,
+            let Some(h2) = Box::pin(sniff_h2(&mut guard, &mut prefix)).await else {
+                return;
+            };
+            // Boxed, like `serve_h1`: a parked connection's task keeps only
+            // what it needs while it waits.
+            if h2 {
+                return Box::pin(serve_h2(Rewind::new(guard, prefix), state, conn)).await;
             }
         }
+        let io = Rewind::new(guard, prefix);
         let Some(back) = Box::pin(serve_h1(io, &state, &conn)).await else {
             return;
         };
-        io = back;
+        (guard, prefix) = back;
     }
 }
 
 /// Serve HTTP/1 requests until the connection closes, or has been idle for
-/// [`PARK_AFTER`]; the I/O back when it parks.
-async fn serve_h1<I>(io: Rewind<I>, state: &Arc<ProxyState>, conn: &Arc<Conn>) -> Option<Rewind<I>>
+/// [`PARK_AFTER`]; the guard and the bytes read ahead back when it parks.
+async fn serve_h1<I>(
+    io: Rewind<Guard<I>>,
+    state: &Arc<ProxyState>,
+    conn: &Arc<Conn>,
+) -> Option<(Guard<I>, Bytes)>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let park = Arc::clone(&io.park);
-    park.store(false, Ordering::Relaxed);
-    let slot = conn.slot.state();
-    let idle = state.config.mitm.timeouts.idle_keepalive;
-    let svc = service(Arc::clone(state), Arc::clone(conn));
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = http1::Builder::new();
     builder.max_buf_size(MAX_BUF);
+    let svc = service(Arc::clone(state), Arc::clone(conn));
     // Boxed: the parked connection's future must not keep room for it.
     let mut served = Box::new(
         builder
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades(),
     );
-    let watchdog = tokio::time::sleep(PARK_AFTER.min(idle));
-    tokio::pin!(watchdog);
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            r = Pin::new(&mut *served) => break r,
-            () = conn.shutdown.cancelled(), if !closing => {
-                closing = true;
-                park.store(false, Ordering::Relaxed);
-                Pin::new(&mut *served).graceful_shutdown();
-            }
-            () = slot.evicted(), if !closing => {
-                tracing::debug!("max_connections reached: closing this idle connection");
-                closing = true;
-                park.store(false, Ordering::Relaxed);
-                Pin::new(&mut *served).graceful_shutdown();
-            }
-            () = &mut watchdog, if !closing => {
-                let now = tokio::time::Instant::now();
-                match slot.idle_for() {
-                    Some(d) if d >= idle => {
-                        tracing::debug!("idle_keepalive reached: closing");
-                        closing = true;
-                        Pin::new(&mut *served).graceful_shutdown();
-                    }
-                    Some(d) if d >= PARK_AFTER => {
-                        // Idle between requests: hyper closes its side
-                        // without writing, and hands the socket back.
-                        closing = true;
-                        park.store(true, Ordering::Relaxed);
-                        Pin::new(&mut *served).graceful_shutdown();
-                    }
-                    Some(d) => watchdog.as_mut().reset(now + PARK_AFTER.saturating_sub(d)),
-                    None => watchdog.as_mut().reset(now + PARK_AFTER.min(idle)),
-                }
-            }
-        }
-    };
+    let (result, parked) = drive(
+        Pin::new(&mut *served),
+        http1::UpgradeableConnection::graceful_shutdown,
+        state,
+        conn,
+        Some(PARK_AFTER),
+    )
+    .await;
+    conn.slot.state().set_parking(false);
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
         return None;
     }
-    if !park.load(Ordering::Relaxed) || conn.shutdown.is_cancelled() {
+    if !parked || conn.shutdown.is_cancelled() {
         // Closed (hyper has shut the socket down).
         return None;
     }
     // None: upgraded (the relay owns the socket now).
     let parts = served.into_parts()?;
-    let mut io = parts.io.into_inner();
-    if !parts.read_buf.is_empty() {
-        io.prefix = if io.prefix.is_empty() {
-            parts.read_buf
-        } else {
-            let mut joined = BytesMut::with_capacity(parts.read_buf.len() + io.prefix.len());
-            joined.extend_from_slice(&parts.read_buf);
-            joined.extend_from_slice(&io.prefix);
-            joined.freeze()
-        };
-    }
-    let unread = io.prefix.len();
-    if io.guard.parkable(unread) {
-        Some(io)
+    let (mut guard, rest) = parts.io.into_inner().into_parts();
+    let prefix = join(parts.read_buf, rest);
+    if guard.parkable(prefix.len()) {
+        Some((guard, prefix))
     } else {
         tracing::debug!("parked between requests at an unexpected place: closing");
-        close(io).await;
+        close(guard).await;
         None
     }
 }
 
 /// An h2 connection, served by hyper for its whole life.
-async fn serve_h2<I>(io: Rewind<I>, state: Arc<ProxyState>, conn: Arc<Conn>)
+async fn serve_h2<I>(io: Rewind<Guard<I>>, state: Arc<ProxyState>, conn: Arc<Conn>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let slot = Arc::clone(conn.slot.state());
-    let idle = state.config.mitm.timeouts.idle_keepalive;
-    let shutdown = conn.shutdown.clone();
-    let svc = service(state, conn);
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let mut builder = http2::Builder::new(TokioExecutor::new());
     builder.max_concurrent_streams(256);
-    let served = builder.serve_connection(TokioIo::new(io), svc);
+    let served = builder.serve_connection(
+        TokioIo::new(io),
+        service(Arc::clone(&state), Arc::clone(&conn)),
+    );
     tokio::pin!(served);
-    let watchdog = tokio::time::sleep(idle);
+    let (result, _) = drive(
+        served,
+        http2::Connection::graceful_shutdown,
+        &state,
+        &conn,
+        None,
+    )
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Run a hyper connection to its end, asking it (`graceful`) to end on
+/// shutdown, eviction, after `idle_keepalive` without an exchange, or, with
+/// `park_after`, once idle that long, marking the connection as parking.
+/// The connection's result, and whether it was ended to park.
+async fn drive<F>(
+    mut served: Pin<&mut F>,
+    graceful: fn(Pin<&mut F>),
+    state: &ProxyState,
+    conn: &Conn,
+    park_after: Option<Duration>,
+) -> (F::Output, bool)
+where
+    F: Future,
+{
+    let slot = conn.slot.state();
+    let idle = state.config.mitm.timeouts.idle_keepalive;
+    // How long the connection may idle before the next check.
+    let wait = park_after.unwrap_or(idle).min(idle);
+    let watchdog = tokio::time::sleep(wait);
     tokio::pin!(watchdog);
     let mut closing = false;
-    let result = loop {
+    let mut parked = false;
+    loop {
         tokio::select! {
-            r = served.as_mut() => break r,
-            () = shutdown.cancelled(), if !closing => {
+            r = served.as_mut() => return (r, parked),
+            () = conn.shutdown.cancelled(), if !closing => {
                 closing = true;
-                served.as_mut().graceful_shutdown();
+                graceful(served.as_mut());
             }
             () = slot.evicted(), if !closing => {
                 tracing::debug!("max_connections reached: closing this idle connection");
                 closing = true;
-                served.as_mut().graceful_shutdown();
+                graceful(served.as_mut());
             }
             () = &mut watchdog, if !closing => match slot.idle_for() {
                 Some(d) if d >= idle => {
                     tracing::debug!("idle_keepalive reached: closing");
                     closing = true;
-                    served.as_mut().graceful_shutdown();
+                    graceful(served.as_mut());
+                }
+                Some(d) if d >= wait => {
+                    // Idle between requests: hyper ends an idle connection
+                    // without writing, and its shutdown is skipped.
+                    closing = true;
+                    parked = true;
+                    slot.set_parking(true);
+                    graceful(served.as_mut());
                 }
                 Some(d) => watchdog
                     .as_mut()
-                    .reset(tokio::time::Instant::now() + idle.saturating_sub(d)),
-                None => watchdog.as_mut().reset(tokio::time::Instant::now() + idle),
+                    .reset(tokio::time::Instant::now() + wait.saturating_sub(d)),
+                None => watchdog.as_mut().reset(tokio::time::Instant::now() + wait),
             },
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -296,93 +291,46 @@ where
     .await
 }
 
-/// Whether the first bytes are an h2 preface (read more while they could
-/// still be one); `None` when the connection ended first.
-async fn sniff_h2<I>(io: &mut Rewind<I>) -> Option<bool>
+/// Whether the first bytes (`prefix`) are an h2 preface, reading more while
+/// they could still be one; `None` when the connection ended first.
+async fn sniff_h2<I>(guard: &mut Guard<I>, prefix: &mut Bytes) -> Option<bool>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
-        let n = io.prefix.len().min(H2_PREFACE.len());
-        if io.prefix[..n] != H2_PREFACE[..n] {
+        let n = prefix.len().min(H2_PREFACE.len());
+        if prefix[..n] != H2_PREFACE[..n] {
             return Some(false);
         }
         if n == H2_PREFACE.len() {
             return Some(true);
         }
-        let more = read_some(&mut io.guard).await.ok()?;
+        let more = read_some(guard).await.ok()?;
         if more.is_empty() {
             return None;
         }
-        let mut joined = BytesMut::with_capacity(io.prefix.len() + more.len());
-        joined.extend_from_slice(&io.prefix);
-        joined.extend_from_slice(&more);
-        io.prefix = joined.freeze();
+        *prefix = join(std::mem::take(prefix), more);
     }
+}
+
+/// `a` then `b`, copying only when both hold bytes.
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut joined = BytesMut::with_capacity(a.len() + b.len());
+    joined.extend_from_slice(&a);
+    joined.extend_from_slice(&b);
+    joined.freeze()
 }
 
 /// Shut the connection down (bounded), then drop it.
-async fn close<I>(mut io: Rewind<I>)
+async fn close<I>(mut guard: Guard<I>)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    io.park.store(false, Ordering::Relaxed);
-    let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
-}
-
-/// The client I/O as hyper sees it: bytes already read come first, and a
-/// shutdown is skipped while the connection is to be parked.
-struct Rewind<I> {
-    guard: Guard<I>,
-    prefix: Bytes,
-    park: Arc<AtomicBool>,
-}
-
-impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let head = self.prefix.split_to(n);
-            buf.put_slice(&head);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.guard).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.guard).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.guard).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.guard.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.guard).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.park.load(Ordering::Relaxed) {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.guard).poll_shutdown(cx)
-    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, guard.shutdown()).await;
 }
