@@ -272,8 +272,11 @@ impl Redactor {
             return body.clone();
         }
         let mut out: Cow<'_, [u8]> = Cow::Borrowed(body);
-        if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c)) {
-            out = Cow::Owned(b);
+        if SECRET_FIELD.is_match(&out) {
+            if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c))
+            {
+                out = Cow::Owned(b);
+            }
         }
         if let Cow::Owned(b) = key_shapes(&out) {
             out = Cow::Owned(b);
@@ -393,6 +396,11 @@ fn json_field(c: &Captures<'_>) -> Vec<u8> {
 /// key (`ghp_…xoxb` before `-1234567890-abcdef`), they go too, so a second
 /// pass finds nothing more to do.
 fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
+    // Nearly every value holds no key: `is_match` answers that without the
+    // capture slots `replace_all` allocates for each call.
+    if !KEY_SHAPES.is_match(hay) {
+        return Cow::Borrowed(hay);
+    }
     KEY_SHAPES.replace_all(hay, |c: &Captures<'_>| {
         let whole = &c[0];
         let end = c.get(0).map_or(hay.len(), |m| m.end());
@@ -424,17 +432,24 @@ fn key_shapes_str(s: &str) -> Cow<'_, str> {
 /// order (names in first-seen order, repeated values together), with the
 /// credential headers and `extra_redacted` (names, any case) redacted.
 pub fn capture_headers(headers: &http::HeaderMap, extra_redacted: &[String]) -> Headers {
-    let mut out: Headers = headers
+    let mut out = copy_headers(headers);
+    Redactor::new(extra_redacted, &[]).headers(&mut out);
+    out
+}
+
+/// [`capture_headers`] without the redaction, for a flow a [`Redactor`]
+/// goes over anyway (the proxy's `Record`): each value is scanned once.
+/// Names in an `http::HeaderMap` are lowercase already.
+pub fn copy_headers(headers: &http::HeaderMap) -> Headers {
+    headers
         .iter()
         .map(|(name, value)| {
             (
-                name.as_str().to_ascii_lowercase(),
+                name.as_str().to_owned(),
                 String::from_utf8_lossy(value.as_bytes()).into_owned(),
             )
         })
-        .collect();
-    Redactor::new(extra_redacted, &[]).headers(&mut out);
-    out
+        .collect()
 }
 
 /// True when a (lowercase) header name is redacted in captures.

@@ -18,7 +18,7 @@ use super::record::{content_encoding, header_string, Record};
 use super::upstream::{classify_error, error_chain};
 use super::{Listener, ProxyState, ReverseRoute};
 use crate::capture::classify::{classify, is_excluded};
-use crate::capture::redact::capture_headers;
+use crate::capture::redact::copy_headers;
 use crate::flow::{Direction, ErrorKind, Flow};
 
 /// What the proxy knows about the client connection a request came in on.
@@ -170,7 +170,8 @@ pub fn request_flow(
         path,
     );
     flow.http_version = version_name(parts.version).to_string();
-    flow.request_headers = capture_headers(&parts.headers, &cfg.redact_headers);
+    // Unredacted here: `Record::start` redacts the whole flow before anyone sees it.
+    flow.request_headers = copy_headers(&parts.headers);
     flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
     flow.client_ip = Some(conn.client.ip().to_string());
     flow.is_https = is_https;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::body::{Side, Tapped};
 use crate::capture::decode::decode_body;
-use crate::capture::redact::{capture_headers, Redactor};
+use crate::capture::redact::{copy_headers, Redactor};
 use crate::flow::{ErrorKind, Flow, FlowHub, WsMessage};
 
 /// The shared, in-flight state of one exchange.
@@ -104,7 +104,7 @@ impl Record {
             st.response_encoding = content_encoding(headers);
             let f = Arc::make_mut(&mut st.flow);
             f.status_code = Some(status.as_u16());
-            f.response_headers = capture_headers(headers, &[]);
+            f.response_headers = copy_headers(headers);
             f.response_content_type = header_string(headers, http::header::CONTENT_TYPE);
             f.ttfb_ms = Some(ttfb);
             if let Some(addr) = server {
