@@ -320,9 +320,19 @@ where
             c.load.in_flight.fetch_add(1, Ordering::Relaxed);
             return Some(Fresh::H2(Arc::clone(c)));
         }
-        while let Some(idle) = conns.idle.pop() {
-            if idle.since.elapsed() <= IDLE_TIMEOUT && idle.send.is_ready() {
-                return Some(Fresh::H1(idle.send, idle.info));
+        // Newest first. A connection is handed back as soon as its response
+        // body ended; one that is not ready yet (hyper still finishing it, or
+        // still sending a request body the server answered early) stays for
+        // later instead of making this request wait behind it.
+        let mut i = conns.idle.len();
+        while i > 0 {
+            i -= 1;
+            let c = &conns.idle[i];
+            if c.since.elapsed() > IDLE_TIMEOUT || c.send.is_closed() {
+                conns.idle.remove(i);
+            } else if c.send.is_ready() {
+                let c = conns.idle.remove(i);
+                return Some(Fresh::H1(c.send, c.info));
             }
         }
         None
@@ -410,7 +420,7 @@ where
         };
         let mut send = conn.send.clone();
         let resp = send.send_request(req).await.map_err(PoolError::Request)?;
-        Ok(wrap(resp, conn.info.as_ref(), Some(guard)))
+        Ok(wrap(resp, conn.info.as_ref(), Some(Release::Stream(guard))))
     }
 
     async fn send_h1(
@@ -423,6 +433,11 @@ where
     ) -> Result<Response<ResponseBody>, Retry<B>> {
         *req.version_mut() = Version::HTTP_11;
         origin_form(&mut req);
+        // Ready at once for a checked-out or fresh connection; an error means
+        // the server closed it meanwhile (the request was not sent).
+        if send.ready().await.is_err() {
+            return Err(Retry::Again(req));
+        }
         let resp = match send.try_send_request(req).await {
             Ok(r) => r,
             Err(mut e) => {
@@ -432,24 +447,25 @@ where
                 })
             }
         };
-        if !upgrade {
-            // Back to the idle list once the response body has been read.
+        let release = if upgrade {
+            None
+        } else {
+            // Back to the idle list once the response body has been read
+            // (by the body itself: no task per request waits for it).
             let origin = Arc::clone(origin);
-            let info = info.clone();
-            tokio::spawn(async move {
-                if send.ready().await.is_ok() {
-                    let mut conns = lock(&origin.conns);
-                    if conns.idle.len() < MAX_IDLE_PER_ORIGIN {
-                        conns.idle.push(IdleH1 {
-                            send,
-                            info,
-                            since: Instant::now(),
-                        });
-                    }
+            let back = info.clone();
+            Some(Release::Idle(Box::new(move || {
+                let mut conns = lock(&origin.conns);
+                if conns.idle.len() < MAX_IDLE_PER_ORIGIN {
+                    conns.idle.push(IdleH1 {
+                        send,
+                        info: back,
+                        since: Instant::now(),
+                    });
                 }
-            });
-        }
-        Ok(wrap(resp, info.as_ref(), None))
+            })))
+        };
+        Ok(wrap(resp, info.as_ref(), release))
     }
 }
 
@@ -494,11 +510,39 @@ impl Drop for StreamGuard {
     }
 }
 
-/// An upstream response body: the connection's stream slot is released when
-/// it ends or is dropped.
+/// What a response gives back when its body has been read.
+enum Release {
+    /// An h2 stream slot (also released when the body is dropped early).
+    Stream(StreamGuard),
+    /// An HTTP/1.1 connection, back to the idle list; only once the body
+    /// has ended: a connection left mid-body is dropped (hyper closes it).
+    Idle(Box<dyn FnOnce() + Send>),
+}
+
+impl Release {
+    fn done(self) {
+        match self {
+            Self::Stream(slot) => drop(slot),
+            Self::Idle(back) => back(),
+        }
+    }
+}
+
+/// An upstream response body: the connection's stream slot, or the
+/// connection itself, is released when it ends.
 pub struct ResponseBody {
     inner: Incoming,
-    guard: Option<StreamGuard>,
+    release: Option<Release>,
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(r) = self.release.take() {
+            if self.inner.is_end_stream() {
+                r.done();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -518,8 +562,19 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
-            self.guard = None;
+        match &polled {
+            Poll::Ready(Some(Err(_))) => self.release = None,
+            Poll::Ready(None) => {
+                if let Some(r) = self.release.take() {
+                    r.done();
+                }
+            }
+            _ if self.inner.is_end_stream() => {
+                if let Some(r) = self.release.take() {
+                    r.done();
+                }
+            }
+            _ => {}
         }
         polled
     }
@@ -536,14 +591,20 @@ impl Body for ResponseBody {
 fn wrap(
     resp: Response<Incoming>,
     info: Option<&HttpInfo>,
-    guard: Option<StreamGuard>,
+    release: Option<Release>,
 ) -> Response<ResponseBody> {
     let (mut parts, inner) = resp.into_parts();
     if let Some(info) = info {
         parts.extensions.insert(info.clone());
     }
-    let guard = if inner.is_end_stream() { None } else { guard };
-    Response::from_parts(parts, ResponseBody { inner, guard })
+    let release = match release {
+        Some(r) if inner.is_end_stream() => {
+            r.done();
+            None
+        }
+        r => r,
+    };
+    Response::from_parts(parts, ResponseBody { inner, release })
 }
 
 fn key_of(uri: &Uri, h1_only: bool) -> Result<Key, PoolError> {
