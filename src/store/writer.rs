@@ -27,6 +27,10 @@ use crate::flow::{Flow, FlowSink};
 
 /// Rows per COPY batch at most.
 pub const BATCH_ROWS: usize = 1000;
+/// Of the [`BATCH_ROWS`] an engine crash may lose, the rows left for flows on
+/// their way to the spool (overflowed, not yet fsync'd: a few milliseconds of
+/// traffic): the queue and the batch being written take the rest.
+pub const OVERFLOW_HEADROOM: usize = 128;
 /// A batch waits at most this long for more rows.
 pub const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// A batch write that takes longer than this is abandoned (and spooled).
@@ -44,6 +48,8 @@ pub struct Shared {
     pub spool_bytes: AtomicU64,
     /// Bytes handed to the overflow task and not yet on disk.
     pub overflow_pending: AtomicU64,
+    /// Rows handed to the overflow task and not yet on disk.
+    pub overflow_rows: AtomicU64,
     state: AtomicU8,
     /// The last database error (or a row the database refused).
     pub last_error: Mutex<Option<String>>,
@@ -150,10 +156,12 @@ pub struct StoreSink {
 impl FlowSink for StoreSink {
     fn submit(&self, flow: Arc<Flow>) {
         // At most one batch of rows waits in memory (queue + the batch being
-        // written); past that, rows go to the spool, fsync'd within milliseconds.
+        // written + rows on their way to the spool); past the queue's share,
+        // rows go to the spool, fsync'd within milliseconds.
         let in_memory = (self.tx.max_capacity() - self.tx.capacity()) as u64
-            + self.shared.unsettled.load(Ordering::Relaxed);
-        let flow = if in_memory >= BATCH_ROWS as u64 {
+            + self.shared.unsettled.load(Ordering::Relaxed)
+            + self.shared.overflow_rows.load(Ordering::Relaxed);
+        let flow = if in_memory >= (BATCH_ROWS - OVERFLOW_HEADROOM) as u64 {
             flow
         } else {
             match self.tx.try_send(flow) {
@@ -169,10 +177,12 @@ impl FlowSink for StoreSink {
             sh.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        sh.overflow_rows.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(flow)) = self.overflow.send(flow) {
             // After shutdown: nobody is left to batch it, so write it here.
             sh.overflow_pending.fetch_sub(size, Ordering::Relaxed);
             sh.spool_blocking(&self.spool, std::iter::once(&*flow));
+            sh.overflow_rows.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -206,6 +216,7 @@ async fn write_overflow(shared: &Arc<Shared>, spool: &SharedSpool, buf: &mut Vec
     }
     let flows = std::mem::take(buf);
     let size: u64 = flows.iter().map(|f| approx_bytes(f)).sum();
+    let rows = flows.len();
     let (sh, sp) = (Arc::clone(shared), Arc::clone(spool));
     let back = tokio::task::spawn_blocking(move || {
         sh.spool_blocking(&sp, flows.iter().map(|f| &**f));
@@ -213,6 +224,9 @@ async fn write_overflow(shared: &Arc<Shared>, spool: &SharedSpool, buf: &mut Vec
     })
     .await;
     shared.overflow_pending.fetch_sub(size, Ordering::Relaxed);
+    shared
+        .overflow_rows
+        .fetch_sub(rows as u64, Ordering::Relaxed);
     if let Ok(mut flows) = back {
         flows.clear();
         *buf = flows;
