@@ -22,6 +22,12 @@ use config::ConfigError;
 
 pub use cmd::ExitError;
 
+/// jemalloc instead of glibc's malloc: the proxy allocates and frees small
+/// buffers per request on several threads, where glibc's per-thread arenas
+/// and their locks cost CPU (README "Choices where DESIGN.md is silent").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Parse-free entry point used by `main`: run the command, print the error, return the exit code.
 pub fn main_with(cli: Cli) -> i32 {
     quiet_broken_pipe();
