@@ -552,3 +552,125 @@ async fn open_websocket_shows_its_messages_live() {
     let f = proxy.completed().await;
     assert_eq!(f.ws_messages.len(), 4);
 }
+
+/// A plain HTTP/1.1 upstream that answers `POST` with 413 as soon as the
+/// head is in (then reads the body it refused) and `GET` with `fast`; it
+/// counts the connections it accepted.
+async fn early_answer_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = head_into(&mut s, &mut buf).await else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end);
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let answer: &[u8] = if head.starts_with("post") {
+                        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nfast"
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    // The refused body still arrives; read it before the next head.
+                    while buf.len() < length {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..length);
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Read into `buf` until it holds a whole head; the head's length.
+async fn head_into(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_early_answer_to_a_slow_upload_does_not_hold_the_next_request() {
+    let (upstream, accepted) = early_answer_upstream().await;
+    let proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
+    // Client 1 uploads 40 bytes, 10 every 400 ms; the upstream answers 413 at
+    // once, so its connection is back in the pool while still busy with the body.
+    let mut slow = TcpStream::connect(proxy.forward).await.expect("connect");
+    slow.write_all(
+        format!(
+            "POST http://{upstream}/upload HTTP/1.1\r\nhost: {upstream}\r\ncontent-length: 40\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("head");
+    slow.write_all(&[b'a'; 10]).await.expect("body");
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), head_into(&mut slow, &mut got))
+        .await
+        .expect("an early answer")
+        .expect("a head");
+    assert!(
+        got[..end].starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let uploading = tokio::spawn(async move {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            slow.write_all(&[b'a'; 10]).await.expect("body");
+        }
+        slow
+    });
+    // Client 2, meanwhile: answered while that upload still goes on.
+    let mut fast = TcpStream::connect(proxy.forward).await.expect("connect");
+    fast.write_all(
+        format!("GET http://{upstream}/fast HTTP/1.1\r\nhost: {upstream}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"fast") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), fast.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        !uploading.is_finished(),
+        "the GET was answered only after the upload ended"
+    );
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    assert!(uploading.await.is_ok());
+    // Two upstream connections: the busy one was not reused for the GET.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
