@@ -45,7 +45,7 @@ const PARK_READ: usize = 4096;
 
 /// How long a kept-alive connection waits idle in hyper (with its buffers)
 /// before it parks.
-pub const PARK_AFTER: Duration = Duration::from_millis(100);
+pub const PARK_AFTER: Duration = Duration::from_millis(25);
 
 /// How long a close after the last exchange may take (a TLS close_notify).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
