@@ -272,11 +272,9 @@ impl Redactor {
             return body.clone();
         }
         let mut out: Cow<'_, [u8]> = Cow::Borrowed(body);
-        if SECRET_FIELD.is_match(&out) {
-            if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c))
-            {
-                out = Cow::Owned(b);
-            }
+        if let Cow::Owned(b) = replace_found(&SECRET_FIELD, &out, |c: &Captures<'_>| json_field(c))
+        {
+            out = Cow::Owned(b);
         }
         if let Cow::Owned(b) = key_shapes(&out) {
             out = Cow::Owned(b);
@@ -396,12 +394,7 @@ fn json_field(c: &Captures<'_>) -> Vec<u8> {
 /// key (`ghp_…xoxb` before `-1234567890-abcdef`), they go too, so a second
 /// pass finds nothing more to do.
 fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
-    // Nearly every value holds no key: `is_match` answers that without the
-    // capture slots `replace_all` allocates for each call.
-    if !KEY_SHAPES.is_match(hay) {
-        return Cow::Borrowed(hay);
-    }
-    KEY_SHAPES.replace_all(hay, |c: &Captures<'_>| {
+    replace_found(&KEY_SHAPES, hay, |c: &Captures<'_>| {
         let whole = &c[0];
         let end = c.get(0).map_or(hay.len(), |m| m.end());
         let r = redact_token(&String::from_utf8_lossy(whole));
@@ -420,6 +413,21 @@ fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
     })
 }
 
+/// `re.replace_all`, asking `is_match` first: nearly every header value and
+/// body holds no secret, and `is_match` answers that without the capture
+/// slots `replace_all` allocates on every call.
+fn replace_found<'h>(
+    re: &Regex,
+    hay: &'h [u8],
+    rep: impl FnMut(&Captures<'_>) -> Vec<u8>,
+) -> Cow<'h, [u8]> {
+    if re.is_match(hay) {
+        re.replace_all(hay, rep)
+    } else {
+        Cow::Borrowed(hay)
+    }
+}
+
 /// The key-shape net over text.
 fn key_shapes_str(s: &str) -> Cow<'_, str> {
     match key_shapes(s.as_bytes()) {
@@ -428,18 +436,10 @@ fn key_shapes_str(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Copy headers for a Flow: lowercase names, lossy UTF-8 values, in the map's
-/// order (names in first-seen order, repeated values together), with the
-/// credential headers and `extra_redacted` (names, any case) redacted.
-pub fn capture_headers(headers: &http::HeaderMap, extra_redacted: &[String]) -> Headers {
-    let mut out = copy_headers(headers);
-    Redactor::new(extra_redacted, &[]).headers(&mut out);
-    out
-}
-
-/// [`capture_headers`] without the redaction, for a flow a [`Redactor`]
-/// goes over anyway (the proxy's `Record`): each value is scanned once.
-/// Names in an `http::HeaderMap` are lowercase already.
+/// Copy headers for a Flow, unredacted: names as in the map (lowercase),
+/// lossy UTF-8 values, in the map's order (names in first-seen order,
+/// repeated values together). The proxy's `Record` runs a [`Redactor`] over
+/// the flow before anyone sees it, so each value is scanned once.
 pub fn copy_headers(headers: &http::HeaderMap) -> Headers {
     headers
         .iter()
@@ -741,6 +741,13 @@ mod tests {
         assert!(out.ends_with("tail"));
     }
 
+    /// Headers as a flow holds them once redacted (with `extra` names).
+    fn captured(h: &HeaderMap, extra: &[String]) -> crate::flow::Headers {
+        let mut got = copy_headers(h);
+        Redactor::new(extra, &[]).headers(&mut got);
+        got
+    }
+
     #[test]
     fn capture_keeps_order_and_redacts_credentials() {
         let mut h = HeaderMap::new();
@@ -772,7 +779,7 @@ mod tests {
             HeaderName::from_static("x-bin"),
             HeaderValue::from_bytes(b"caf\xe9").expect("value"),
         );
-        let got = capture_headers(&h, &["X-Custom-Token".to_string()]);
+        let got = captured(&h, &["X-Custom-Token".to_string()]);
         let want: Vec<(String, String)> = [
             ("host", "api.anthropic.com"),
             ("x-api-key", "sk-…9876"),
@@ -799,7 +806,7 @@ mod tests {
             "x-request-id",
             HeaderValue::from_static("req_0123456789abcdefghijkl"),
         );
-        let got = capture_headers(&h, &[]);
+        let got = captured(&h, &[]);
         assert_eq!(got[1].1, "req_0123456789abcdefghijkl");
         assert!(is_redacted("x-api-key", &[]));
         assert!(is_redacted("x-goog-api-key", &["x-goog-api-key".into()]));

@@ -433,11 +433,6 @@ where
     ) -> Result<Response<ResponseBody>, Retry<B>> {
         *req.version_mut() = Version::HTTP_11;
         origin_form(&mut req);
-        // Ready at once for a checked-out or fresh connection; an error means
-        // the server closed it meanwhile (the request was not sent).
-        if send.ready().await.is_err() {
-            return Err(Retry::Again(req));
-        }
         let resp = match send.try_send_request(req).await {
             Ok(r) => r,
             Err(mut e) => {
@@ -535,13 +530,22 @@ pub struct ResponseBody {
     release: Option<Release>,
 }
 
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        if let Some(r) = self.release.take() {
-            if self.inner.is_end_stream() {
+impl ResponseBody {
+    /// Release what the response holds, if its body has ended.
+    fn release_if_ended(&mut self, ended: bool) {
+        if ended || self.inner.is_end_stream() {
+            if let Some(r) = self.release.take() {
                 r.done();
             }
         }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Not ended: `release` drops with the body (the stream slot freed,
+        // the connection closed).
+        self.release_if_ended(false);
     }
 }
 
@@ -564,17 +568,8 @@ impl Body for ResponseBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Err(_))) => self.release = None,
-            Poll::Ready(None) => {
-                if let Some(r) = self.release.take() {
-                    r.done();
-                }
-            }
-            _ if self.inner.is_end_stream() => {
-                if let Some(r) = self.release.take() {
-                    r.done();
-                }
-            }
-            _ => {}
+            Poll::Ready(None) => self.release_if_ended(true),
+            _ => self.release_if_ended(false),
         }
         polled
     }
@@ -597,14 +592,9 @@ fn wrap(
     if let Some(info) = info {
         parts.extensions.insert(info.clone());
     }
-    let release = match release {
-        Some(r) if inner.is_end_stream() => {
-            r.done();
-            None
-        }
-        r => r,
-    };
-    Response::from_parts(parts, ResponseBody { inner, release })
+    let mut body = ResponseBody { inner, release };
+    body.release_if_ended(false);
+    Response::from_parts(parts, body)
 }
 
 fn key_of(uri: &Uri, h1_only: bool) -> Result<Key, PoolError> {

@@ -68,6 +68,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Overflowed rows (`rows`, about `bytes`) are on disk now, or gone.
+    fn overflow_settled(&self, bytes: u64, rows: usize) {
+        self.overflow_pending.fetch_sub(bytes, Ordering::Relaxed);
+        self.overflow_rows.fetch_sub(rows as u64, Ordering::Relaxed);
+    }
+
     /// Current storage state.
     pub fn state(&self) -> StorageState {
         match self.state.load(Ordering::Relaxed) {
@@ -180,9 +186,8 @@ impl FlowSink for StoreSink {
         sh.overflow_rows.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(flow)) = self.overflow.send(flow) {
             // After shutdown: nobody is left to batch it, so write it here.
-            sh.overflow_pending.fetch_sub(size, Ordering::Relaxed);
             sh.spool_blocking(&self.spool, std::iter::once(&*flow));
-            sh.overflow_rows.fetch_sub(1, Ordering::Relaxed);
+            sh.overflow_settled(size, 1);
         }
     }
 }
@@ -223,10 +228,7 @@ async fn write_overflow(shared: &Arc<Shared>, spool: &SharedSpool, buf: &mut Vec
         flows
     })
     .await;
-    shared.overflow_pending.fetch_sub(size, Ordering::Relaxed);
-    shared
-        .overflow_rows
-        .fetch_sub(rows as u64, Ordering::Relaxed);
+    shared.overflow_settled(size, rows);
     if let Ok(mut flows) = back {
         flows.clear();
         *buf = flows;
