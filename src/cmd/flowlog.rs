@@ -2,8 +2,9 @@
 //! line per completed exchange on stderr.
 //!
 //! It subscribes to the hub as a quiet viewer (so live body chunks are not
-//! published for it), and lines are formatted and written on a thread of
-//! their own, so a slow terminal or pipe never holds a proxy worker; when
+//! published for it), takes flows in batches under load (its task wakes once
+//! per [`LINGER`], not once per flow), and lines are formatted and written on
+//! a thread of their own, so a slow terminal or pipe never holds a proxy worker; when
 //! that thread falls behind by more than [`BACKLOG`] flows, the excess is
 //! counted and skipped.
 
@@ -12,7 +13,7 @@ use std::io::Write as _;
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::Arc;
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,10 +41,35 @@ pub fn spawn(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
     }
     tokio::spawn(async move {
         let mut skipped = 0u64;
+        let mut drained = false;
         loop {
-            let ev = tokio::select! {
-                () = shutdown.cancelled() => break,
-                ev = quiet.rx.recv() => ev,
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Under load, take what has queued up, then let more gather for
+            // LINGER: one wake-up of this task per LINGER instead of one per
+            // flow (each a cross-thread wake-up of the runtime it runs on).
+            let ev = match quiet.rx.try_recv() {
+                Ok(ev) => {
+                    drained = false;
+                    Ok(ev)
+                }
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => break,
+                Err(TryRecvError::Empty) if !drained => {
+                    drained = true;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(LINGER) => continue,
+                    }
+                }
+                Err(TryRecvError::Empty) => {
+                    drained = false;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        ev = quiet.rx.recv() => ev,
+                    }
+                }
             };
             let entry = match ev {
                 Ok(ev) => match &*ev {
