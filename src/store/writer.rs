@@ -33,6 +33,9 @@ pub const BATCH_ROWS: usize = 1000;
 pub const OVERFLOW_HEADROOM: usize = 128;
 /// A batch waits at most this long for more rows.
 pub const BATCH_WAIT: Duration = Duration::from_millis(100);
+
+/// While a batch gathers, how often the writer looks for more rows.
+const GATHER_TICK: Duration = Duration::from_millis(5);
 /// A batch write that takes longer than this is abandoned (and spooled).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -521,9 +524,21 @@ impl Writer {
                 .unsettled
                 .store(self.batch.len() as u64, Ordering::Relaxed);
             let room = BATCH_ROWS - self.batch.len();
+            if !self.rx.is_empty() {
+                if self.rx.recv_many(&mut self.batch, room).await == 0 {
+                    break;
+                }
+                continue;
+            }
+            // Let rows gather for a tick rather than wait on the queue: a
+            // waiting task is woken by every row sent, a cross-thread wake-up
+            // per proxied exchange.
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
             tokio::select! {
-                n = self.rx.recv_many(&mut self.batch, room) => if n == 0 { break },
-                () = tokio::time::sleep_until(until) => break,
+                () = tokio::time::sleep_until(until.min(now + GATHER_TICK)) => {}
                 _ = self.stop.changed() => break,
             }
         }
