@@ -376,6 +376,49 @@ async fn shutdown_lets_a_running_stream_finish_and_stores_it() {
     assert_eq!(status, Some(200));
 }
 
+/// A stream that outlives the drain grace is cut when the grace is over:
+/// connections run on the proxy's worker threads, which outlive a listener,
+/// so nothing but the drain ends them.
+#[tokio::test]
+async fn a_stream_still_running_after_the_drain_grace_is_cut() {
+    let upstream = up::http(|_| async { sse(u32::MAX, Duration::from_millis(200)) }).await;
+    let mut proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
+    let mut s = TcpStream::connect(proxy.forward).await.expect("connect");
+    let head = format!(
+        "GET http://{}/forever HTTP/1.1\r\nhost: {}\r\n\r\n",
+        upstream.addr, upstream.addr
+    );
+    s.write_all(head.as_bytes()).await.expect("send");
+    let mut first = [0u8; 256];
+    let n = tokio::time::timeout(PATIENCE, s.read(&mut first))
+        .await
+        .expect("first bytes in time")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let shutdown = tokio::spawn(async move {
+        proxy.shutdown().await;
+        proxy
+    });
+    // Events keep coming during the grace; then the proxy drops the exchange.
+    let rest = tokio::time::timeout(ccproxy::proxy::DRAIN_GRACE + PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        let mut got = 0usize;
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await
+    .expect("the proxy kept streaming after the drain grace");
+    assert!(rest > 0, "the stream went on during the grace");
+    let _proxy = tokio::time::timeout(PATIENCE, shutdown)
+        .await
+        .expect("shutdown returns after the grace")
+        .expect("join");
+}
+
 #[tokio::test]
 async fn an_oversize_head_on_a_kept_alive_connection_gets_400() {
     let upstream = hello().await;

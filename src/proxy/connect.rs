@@ -83,7 +83,7 @@ pub async fn establish(
         };
         let _ = upstream.set_nodelay(true);
         let in_flight = conn.slot.state().begin();
-        conn.tracker.spawn(
+        conn.tasks.spawn(
             async move {
                 let _in_flight = in_flight;
                 match hyper::upgrade::on(req).await {
@@ -111,7 +111,7 @@ pub async fn establish(
         shutdown: conn.shutdown.clone(),
         slot: Arc::clone(&conn.slot),
         listener: Arc::clone(&conn.listener),
-        tracker: conn.tracker.clone(),
+        tasks: conn.tasks.clone(),
     };
     spawn_interception(state, inner, host, req);
     Response::new(ProxyBody::empty())
@@ -120,8 +120,8 @@ pub async fn establish(
 /// Take over the upgraded connection once the 200 is sent. A plain function
 /// (not async) so the connection future does not contain itself.
 fn spawn_interception(state: Arc<ProxyState>, conn: Conn, host: String, req: Request<Incoming>) {
-    let tracker = conn.tracker.clone();
-    tracker.spawn(
+    let tasks = conn.tasks.clone();
+    tasks.spawn(
         async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => {

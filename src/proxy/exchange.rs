@@ -10,7 +10,6 @@ use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpInfo;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::body::{ProxyBody, Reclaim, Side, TeeBody};
 use super::limits::Slot;
@@ -38,8 +37,8 @@ pub struct Conn {
     pub slot: Arc<Slot>,
     /// The listener it came in on.
     pub listener: Arc<Listener>,
-    /// The listener's tasks: tunnels spawned from this connection join it.
-    pub tracker: TaskTracker,
+    /// The listener's tasks: tunnels spawned from this connection join them.
+    pub tasks: super::Tasks,
 }
 
 impl Conn {

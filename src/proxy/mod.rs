@@ -22,6 +22,7 @@ pub mod record;
 pub mod reverse;
 pub mod upstream;
 pub mod websocket;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -96,6 +97,10 @@ pub struct ProxyState {
     pub token: Option<String>,
     /// Every open client connection, for `max_connections`.
     pub connections: Arc<limits::Connections>,
+    /// Where client connections are served: one runtime per core, or (with
+    /// `durability: spool-first`, whose fsync wait blocks the thread that
+    /// ends a response) the caller's work-stealing runtime.
+    pub workers: Option<&'static workers::Workers>,
 }
 
 impl ProxyState {
@@ -129,6 +134,10 @@ impl ProxyState {
             .max_connections
             .unwrap_or_else(|| limits::default_max_connections(fd_limit));
         tracing::debug!(max_connections = max, fd_limit, "connection cap");
+        let workers = match config.mitm.durability {
+            crate::config::Durability::Batch => workers::Workers::get(),
+            crate::config::Durability::SpoolFirst => None,
+        };
         Ok(Arc::new(Self {
             config,
             hub,
@@ -138,6 +147,7 @@ impl ProxyState {
             redactor,
             token,
             connections: limits::Connections::new(max),
+            workers,
         }))
     }
 }
@@ -180,6 +190,52 @@ pub fn serve_reverse(
 
 /// How long open connections get to finish after shutdown before they are dropped.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// A listener's tasks: its connections and the tunnels they open. Shutdown
+/// waits for them for [`DRAIN_GRACE`], then drops what is left.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    tracker: TaskTracker,
+    abandon: CancellationToken,
+}
+
+impl Tasks {
+    fn new() -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            abandon: CancellationToken::new(),
+        }
+    }
+
+    /// Spawn `fut` on the current runtime as one of these tasks.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(self.abandoning(fut));
+    }
+
+    /// `fut`, counted as one of these tasks and dropped once the grace is over.
+    fn abandoning<F>(&self, fut: F) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let abandon = self.abandon.clone();
+        self.tracker.track_future(async move {
+            tokio::select! {
+                () = fut => {}
+                () = abandon.cancelled() => {}
+            }
+        })
+    }
+
+    /// Stop taking tasks, wait up to `grace` for them, then drop the rest.
+    async fn drain(&self, grace: Duration) {
+        self.tracker.close();
+        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        self.abandon.cancel();
+    }
+}
 
 /// One listening socket, as its connections know it.
 #[derive(Debug)]
@@ -226,7 +282,7 @@ async fn accept_loop(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let me = Arc::new(Listener::new(kind, addr));
-    let tracker = TaskTracker::new();
+    let tasks = Tasks::new();
     let mut failures = limits::AcceptErrors::default();
     loop {
         let accepted = tokio::select! {
@@ -264,13 +320,39 @@ async fn accept_loop(
             shutdown: shutdown.clone(),
             slot: Arc::new(state.connections.admit()),
             listener: Arc::clone(&me),
-            tracker: tracker.clone(),
+            tasks: tasks.clone(),
         });
         let span = tracing::debug_span!("conn", listener = kind, client = %client);
-        tracker.spawn(first_bytes_then_serve(stream, Arc::clone(&state), conn).instrument(span));
+        let Some(workers) = state.workers else {
+            let serve = first_bytes_then_serve(stream, Arc::clone(&state), conn);
+            tasks.spawn(serve.instrument(span));
+            continue;
+        };
+        // Move the socket to a worker: out of this runtime's reactor here,
+        // into the worker's there.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(listener = kind, error = %e, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
+        let state = Arc::clone(&state);
+        let tracked = tasks.clone();
+        workers.spawn(move |assigned| {
+            tracked.abandoning(
+                async move {
+                    let _assigned = assigned;
+                    match TcpStream::from_std(std_stream) {
+                        Ok(stream) => first_bytes_then_serve(stream, state, conn).await,
+                        Err(e) => tracing::debug!(error = %e, "cannot register the connection"),
+                    }
+                }
+                .instrument(span),
+            )
+        });
     }
-    tracker.close();
-    let _ = tokio::time::timeout(DRAIN_GRACE, tracker.wait()).await;
+    tasks.drain(DRAIN_GRACE).await;
 }
 
 /// Wait (cheaply: no buffers yet) for a new connection's first bytes, then serve it.

@@ -125,6 +125,9 @@ struct Key {
     /// `host:port`, lowercase.
     authority: String,
     h1_only: bool,
+    /// The proxy worker asking ([`super::workers::shard`]): each worker
+    /// keeps its own upstream connections, so an exchange stays on its thread.
+    shard: usize,
 }
 
 struct Origin<B> {
@@ -608,6 +611,7 @@ fn key_of(uri: &Uri, h1_only: bool) -> Result<Key, PoolError> {
         https,
         authority: format!("{}:{port}", host.to_ascii_lowercase()),
         h1_only: h1_only || !https,
+        shard: super::workers::shard(),
     })
 }
 
