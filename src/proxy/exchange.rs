@@ -66,13 +66,20 @@ pub async fn proxy(
         return *resp;
     }
     if super::websocket::is_upgrade(&req) {
-        return super::websocket::relay(state, conn, req, target, replace_host).await;
+        return Box::pin(super::websocket::relay(
+            state,
+            conn,
+            req,
+            target,
+            replace_host,
+        ))
+        .await;
     }
     let (mut parts, body) = req.into_parts();
     let host = crate::capture::host::normalize(target.host().unwrap_or_default());
     if is_excluded(&host, &cfg.excluded_hosts) {
         let via = conn.listener.via.clone();
-        return passthrough(state, parts, body, target, replace_host, via).await;
+        return Box::pin(passthrough(state, parts, body, target, replace_host, via)).await;
     }
 
     let flow = request_flow(conn, &parts, &target, &host, cfg);
@@ -121,7 +128,7 @@ pub async fn proxy(
             let kind = classify_error(&e);
             let reason = error_chain(&e);
             let hint = failure_hint(state, conn, replace_host, kind, &reason, &hint_target);
-            keep_request(&record, &unread).await;
+            Box::pin(keep_request(&record, &unread)).await;
             return fail(&record, kind, reason, hint);
         }
         Err(_) => {
@@ -129,7 +136,7 @@ pub async fn proxy(
                 "no response head from upstream within {}",
                 humantime::format_duration(state.timeouts.response_head)
             );
-            keep_request(&record, &unread).await;
+            Box::pin(keep_request(&record, &unread)).await;
             return fail(&record, ErrorKind::Timeout, reason, None);
         }
     };

@@ -24,11 +24,25 @@ pub async fn handle(
         },
         _ => req,
     };
+    if req.method() == Method::CONNECT && conn.reverse.is_none() && conn.tunnel.is_none() {
+        return Box::pin(connect::establish(state, &conn, req)).await;
+    }
+    // One call site: the exchange's future is the largest part of this one.
+    match target(&state, &conn, &req) {
+        Ok((target, replace_host)) => proxy(&state, &conn, req, target, replace_host).await,
+        Err(resp) => *resp,
+    }
+}
+
+/// Where a request goes, and whether the upstream should see its own `Host`;
+/// or the answer for a request that goes nowhere.
+fn target(
+    state: &ProxyState,
+    conn: &Conn,
+    req: &Request<Incoming>,
+) -> Result<(Uri, bool), Box<Response<ProxyBody>>> {
     if let Some(route) = &conn.reverse {
-        return match reverse::target(route, req.uri(), req.headers()) {
-            Ok(target) => proxy(&state, &conn, req, target, true).await,
-            Err(resp) => *resp,
-        };
+        return reverse::target(route, req.uri(), req.headers()).map(|t| (t, true));
     }
     if let Some(authority) = &conn.tunnel {
         let scheme = if conn.tls {
@@ -41,30 +55,23 @@ pub async fn handle(
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let target = Uri::builder()
+        return Uri::builder()
             .scheme(scheme)
             .authority(authority.clone())
             .path_and_query(pq)
-            .build();
-        return match target {
-            Ok(t) => proxy(&state, &conn, req, t, false).await,
-            Err(e) => bad_request(format!("ccproxy: bad request target: {e}\n")),
-        };
-    }
-    if req.method() == Method::CONNECT {
-        return connect::establish(state, &conn, req).await;
+            .build()
+            .map(|t| (t, false))
+            .map_err(|e| Box::new(bad_request(format!("ccproxy: bad request target: {e}\n"))));
     }
     if req.uri().scheme().is_some() && req.uri().authority().is_some() {
-        let target = req.uri().clone();
-        return proxy(&state, &conn, req, target, false).await;
+        return Ok((req.uri().clone(), false));
     }
     // Origin-form: a client using the forward listener as its base URL.
     let pq = req
         .uri()
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    match join_url(&state.config.mitm.upstream_proxy, pq) {
-        Ok(target) => proxy(&state, &conn, req, target, true).await,
-        Err(e) => bad_request(format!("ccproxy: bad request target: {e}\n")),
-    }
+    join_url(&state.config.mitm.upstream_proxy, pq)
+        .map(|t| (t, true))
+        .map_err(|e| Box::new(bad_request(format!("ccproxy: bad request target: {e}\n"))))
 }

@@ -264,7 +264,9 @@ where
         } else {
             None
         };
-        let fresh = self.connect(&key).await;
+        // Boxed: the connect future (TCP, TLS, HTTP handshake) is large and
+        // rare; inline, every request's future would carry its size.
+        let fresh = Box::pin(self.connect(&key)).await;
         let fresh = match fresh {
             Ok(f) => f,
             Err(e) => {
