@@ -481,6 +481,11 @@ pub fn bad_request(text: String) -> Response<ProxyBody> {
 
 /// Remove the headers that describe one connection, not the message (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a hashed
+    // removal per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         let listed: Vec<HeaderName> = conn
             .to_str()
@@ -513,6 +518,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     {
         headers.remove(header::TE);
     }
+}
+
+/// A name [`strip_hop_by_hop`] may remove (names a `Connection` header
+/// lists are only removed when it is present, and it is one of these).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::EXPECT
+        || name == header::TE
+        || name.as_str() == "proxy-connection"
+        || name.as_str() == "keep-alive"
 }
 
 /// `base` (an http(s) URL, maybe with a path prefix) joined with a request's path and query.
