@@ -129,24 +129,40 @@ fn write_lines(entries: &Receiver<Entry>) {
 }
 
 /// One log line: time, traffic type, method, status, host+path, duration, sizes.
+/// Written field by field (no format-string parsing for the time, no float
+/// formatting): the line is built for every proxied exchange.
 pub fn line(flow: &Flow) -> String {
+    use chrono::Timelike as _;
     let mut s = String::with_capacity(128);
-    let time = flow.start_time.format("%H:%M:%S%.3f");
-    let status = flow
-        .status_code
-        .map_or_else(|| "---".to_string(), |c| c.to_string());
+    let t = flow.start_time;
+    let millis = (t.nanosecond() / 1_000_000).min(999);
     let _ = write!(
         s,
-        "{time} {:<5} {:<7} {status} {}{} {} ↑{} ↓{}",
+        "{:02}:{:02}:{:02}.{millis:03} {:<5} {:<7} ",
+        t.hour(),
+        t.minute(),
+        t.second(),
         flow.traffic_type.as_str(),
         sanitize(&flow.method),
-        sanitize(&flow.host),
-        sanitize(&flow.path),
-        flow.duration_ms
-            .map_or_else(|| "-".to_string(), |d| format!("{d:.1}ms")),
-        size(flow.request_body_size),
-        size(flow.response_body_size),
     );
+    match flow.status_code {
+        Some(c) => {
+            let _ = write!(s, "{c}");
+        }
+        None => s.push_str("---"),
+    }
+    let _ = write!(s, " {}{} ", sanitize(&flow.host), sanitize(&flow.path));
+    match flow.duration_ms {
+        Some(d) => {
+            let tenths = (d * 10.0).round() as u64;
+            let _ = write!(s, "{}.{}ms", tenths / 10, tenths % 10);
+        }
+        None => s.push('-'),
+    }
+    s.push_str(" ↑");
+    size(&mut s, flow.request_body_size);
+    s.push_str(" ↓");
+    size(&mut s, flow.response_body_size);
     if let Some(kind) = flow.error_type {
         let _ = write!(
             s,
@@ -158,12 +174,18 @@ pub fn line(flow: &Flow) -> String {
     s
 }
 
-fn size(n: u64) -> String {
-    match n {
-        0..1024 => format!("{n}B"),
-        1024..1_048_576 => format!("{:.1}KB", n as f64 / 1024.0),
-        _ => format!("{:.1}MB", n as f64 / 1_048_576.0),
-    }
+/// `512B`, `2.0KB`, `1.5MB` (tenths rounded).
+fn size(s: &mut String, n: u64) {
+    let (unit, div) = match n {
+        0..1024 => {
+            let _ = write!(s, "{n}B");
+            return;
+        }
+        1024..1_048_576 => ("KB", 1024u128),
+        _ => ("MB", 1_048_576u128),
+    };
+    let tenths = (u128::from(n) * 10 + div / 2) / div;
+    let _ = write!(s, "{}.{}{unit}", tenths / 10, tenths % 10);
 }
 
 #[cfg(test)]
@@ -194,5 +216,13 @@ mod tests {
         f.error_type = Some(ErrorKind::Connect);
         f.error_message = Some("refused".into());
         assert!(line(&f).ends_with("error=connect refused"));
+        f.duration_ms = None;
+        f.status_code = None;
+        f.request_body_size = 3 * 1_048_576 / 2;
+        f.response_body_size = 1023;
+        let l = line(&f);
+        assert!(l.contains(" --- ") && l.contains(" - ↑1.5MB ↓1023B"), "{l}");
+        let time = &l[..12];
+        assert_eq!(time, f.start_time.format("%H:%M:%S%.3f").to_string());
     }
 }
