@@ -15,7 +15,9 @@
 //! through CONNECT with keep-alive and with a new client connection per
 //! request (against direct TLS to the upstream); SSE first-event delay; the
 //! proxy's memory, also with 5,000 idle kept-alive connections open. Each
-//! case runs `CCPROXY_BENCH_SECS` seconds (default 2) after a short warm-up.
+//! case runs `CCPROXY_BENCH_SECS` seconds (default 2) after a short warm-up,
+//! the sides taking turns for `CCPROXY_BENCH_ROUNDS` rounds (default 3); the
+//! median round of each side is shown.
 //! Client and upstream share this process in every column.
 
 use std::convert::Infallible;
@@ -129,7 +131,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!(
-        "proxy benchmark: upstream http {} https {}; ccproxy {} (pid {pid}, storage off){}{}; {:.1} s per case; open-file limit {}",
+        "proxy benchmark: upstream http {} https {}; ccproxy {} (pid {pid}, storage off){}{}; {:.1} s per side and round, {} interleaved rounds per case, the median round shown; open-file limit {}",
         upstream.http,
         upstream.https,
         proxy.addr,
@@ -139,6 +141,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         )),
         nginx.as_ref().map_or_else(String::new, |n| format!(", nginx {}", n.addr)),
         window.as_secs_f64(),
+        rounds(),
         fd_limit.map_or_else(|| "?".into(), |n| n.to_string()),
     );
 
@@ -873,14 +876,50 @@ async fn compare(
         conc,
         keep_alive,
     } = *case;
-    let mut out = Vec::with_capacity(sides.len());
-    for (name, target, pid) in sides {
-        out.push((
-            *name,
-            load(target, size, conc, keep_alive, window, *pid).await,
-        ));
+    // Sides take turns, round after round, so a burst of other work on the
+    // machine lands on every side instead of on one.
+    let mut runs: Vec<Vec<anyhow::Result<Figures>>> = sides.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds() {
+        for ((_, target, pid), results) in sides.iter().zip(runs.iter_mut()) {
+            results.push(load(target, size, conc, keep_alive, window, *pid).await);
+        }
     }
+    let out = sides
+        .iter()
+        .zip(runs)
+        .map(|((name, _, _), results)| (*name, median_round(results)))
+        .collect();
     Row { label, sides: out }
+}
+
+/// Rounds per case (`CCPROXY_BENCH_ROUNDS`, default 3).
+fn rounds() -> usize {
+    std::env::var("CCPROXY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
+}
+
+/// The round with the median req/s (its latency and CPU figures with it);
+/// the first error when no round succeeded.
+fn median_round(results: Vec<anyhow::Result<Figures>>) -> anyhow::Result<Figures> {
+    let mut ok = Vec::new();
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(f) => ok.push(f),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if ok.is_empty() {
+        return Err(first_err.unwrap_or_else(|| anyhow::anyhow!("no round ran")));
+    }
+    ok.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = ok.len() / 2;
+    Ok(ok.swap_remove(mid))
 }
 
 /// `conc` clients hammer `target` for the warm-up plus `window`; CPU time
