@@ -117,6 +117,36 @@ static SECRET_FIELD: LazyLock<Regex> = LazyLock::new(|| {
     .expect("secret-field pattern compiles")
 });
 
+/// Every [`SECRET_FIELD`] match holds a field name ending in `key`, `token`,
+/// `secret` or `password`, then its closing quote, so it holds one of these
+/// 16 three-byte tails (`ey"`, `en"`, `et"`, `rd"` in each ASCII case).
+/// Finding none answers for the whole regex, whose own prefilter is the `"`
+/// it starts with: JSON holds one every few bytes. A SIMD searcher (Teddy);
+/// `None` where the CPU has none, and the regex runs as before.
+static SECRET_FIELD_TAILS: LazyLock<Option<aho_corasick::packed::Searcher>> = LazyLock::new(|| {
+    let mut tails = Vec::with_capacity(16);
+    for tail in [b"ey", b"en", b"et", b"rd"] {
+        for case in 0..4u8 {
+            let mut t = tail.to_vec();
+            for (i, b) in t.iter_mut().enumerate() {
+                if case & (1 << i) != 0 {
+                    b.make_ascii_uppercase();
+                }
+            }
+            t.push(b'"');
+            tails.push(t);
+        }
+    }
+    aho_corasick::packed::Searcher::new(tails)
+});
+
+/// False when `hay` holds no [`SECRET_FIELD`] match.
+fn may_hold_secret_field(hay: &[u8]) -> bool {
+    SECRET_FIELD_TAILS
+        .as_ref()
+        .is_none_or(|s| s.find(hay).is_some())
+}
+
 /// The redaction policy of one engine: the built-in lists plus the config's
 /// `redact_headers` and `redact_query`.
 #[derive(Debug, Clone, Default)]
@@ -272,9 +302,12 @@ impl Redactor {
             return body.clone();
         }
         let mut out: Cow<'_, [u8]> = Cow::Borrowed(body);
-        if let Cow::Owned(b) = replace_found(&SECRET_FIELD, &out, |c: &Captures<'_>| json_field(c))
-        {
-            out = Cow::Owned(b);
+        if may_hold_secret_field(&out) {
+            if let Cow::Owned(b) =
+                replace_found(&SECRET_FIELD, &out, |c: &Captures<'_>| json_field(c))
+            {
+                out = Cow::Owned(b);
+            }
         }
         if let Cow::Owned(b) = key_shapes(&out) {
             out = Cow::Owned(b);
@@ -508,6 +541,37 @@ pub fn redact_token(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tail pre-check never hides a field the regex would redact.
+    #[test]
+    fn the_secret_field_precheck_finds_every_field_the_regex_does() {
+        for name in SECRET_FIELDS {
+            for variant in [
+                name.to_string(),
+                name.to_uppercase(),
+                name.replace('_', "-"),
+                name.replace('_', ""),
+                format!("{}{}", name[..1].to_uppercase(), &name[1..]),
+            ] {
+                let body = format!(r#"{{"x": 1, "{variant}" : "hunter2"}}"#);
+                assert!(SECRET_FIELD.is_match(body.as_bytes()), "regex: {body}");
+                assert!(may_hold_secret_field(body.as_bytes()), "pre-check: {body}");
+                // Short haystacks take the searcher's other path.
+                let short = format!(r#""{variant}":"x""#);
+                assert!(may_hold_secret_field(short.as_bytes()), "{short}");
+            }
+        }
+        let plain = br#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a key to the door"}}"#;
+        assert!(!may_hold_secret_field(plain));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_regex_match_without_a_tail(s in r#"(?:[a-zA-Z_ :]|"|api_?key|token|secret|password|PassWord|KEY){0,24}"#) {
+            let b = s.as_bytes();
+            proptest::prop_assert!(!SECRET_FIELD.is_match(b) || may_hold_secret_field(b));
+        }
+    }
 
     /// Found by the redact fuzz target: the kept last 4 of a GitHub token
     /// and the text after it read as a Slack token on a second pass.
