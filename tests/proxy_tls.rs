@@ -1,5 +1,6 @@
 //! CONNECT: TLS interception over HTTP/1.1 and h2 (reqwest and curl), plain
-//! HTTP inside a tunnel, and excluded hosts tunnelled blind.
+//! HTTP inside a tunnel, excluded hosts tunnelled blind, and tunnels spread
+//! over the proxy's worker threads.
 
 mod common;
 
@@ -140,4 +141,48 @@ async fn excluded_host_is_tunnelled_blind() {
     assert_eq!(f.path, "/after");
     assert_eq!(proxy.hub.snapshot().started, 1);
     let _ = Arc::clone(&proxy.state);
+}
+
+/// A tunnel counts against its worker for as long as it is open (the CONNECT
+/// connection that opened it has ended by then), so new tunnels go to the
+/// least busy worker instead of all to the first.
+#[tokio::test]
+async fn open_tunnels_are_spread_over_the_workers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = up::http(|_| async { Response::new(full("in the tunnel")) }).await;
+    let proxy = up::start_proxy(None, |_| {}, ProxyOptions::default()).await;
+    let workers = ccproxy::proxy::workers::Workers::get().expect("proxy workers");
+    let mut tunnels = Vec::new();
+    for _ in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(proxy.forward)
+            .await
+            .expect("connect");
+        let head = format!(
+            "CONNECT {0} HTTP/1.1\r\nhost: {0}\r\n\r\nGET /t HTTP/1.1\r\nhost: {0}\r\n\r\n",
+            upstream.addr
+        );
+        s.write_all(head.as_bytes()).await.expect("send");
+        // The CONNECT's 200, then the answer from inside the tunnel.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("in the tunnel") {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("answer in time")
+                .expect("read");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        tunnels.push(s);
+    }
+    let open = workers.open();
+    let total: usize = open.iter().sum();
+    assert!(total >= 6, "six open tunnels, the workers count {open:?}");
+    if open.len() >= 2 {
+        assert!(
+            open.iter().all(|n| *n >= 2),
+            "tunnels spread over the workers: {open:?}"
+        );
+    }
+    drop(tunnels);
 }

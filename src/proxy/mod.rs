@@ -207,12 +207,17 @@ impl Tasks {
         }
     }
 
-    /// Spawn `fut` on the current runtime as one of these tasks.
+    /// Spawn `fut` on the current runtime as one of these tasks (on a
+    /// worker, counted against it while it runs).
     pub fn spawn<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.tracker.spawn(self.abandoning(fut));
+        let held = workers::hold();
+        self.tracker.spawn(self.abandoning(async move {
+            let _held = held;
+            fut.await;
+        }));
     }
 
     /// `fut`, counted as one of these tasks and dropped once the grace is over.

@@ -18,6 +18,19 @@ use std::sync::{Arc, OnceLock};
 
 thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(0) };
+    /// On a worker thread: its count of open connections and tunnels.
+    static OPEN: std::cell::RefCell<Option<Arc<AtomicUsize>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Count one more task against this thread's worker until the guard is
+/// dropped; `None` off the workers. A CONNECT tunnel outlives the connection
+/// that opened it, so it holds its own count: otherwise every worker would
+/// read idle while serving tunnels, and new ones would all go to the first.
+pub fn hold() -> Option<Assigned> {
+    OPEN.with(|o| o.borrow().clone()).map(|open| {
+        open.fetch_add(1, Ordering::Relaxed);
+        Assigned(open)
+    })
 }
 
 /// Which worker this thread is: `1..=n` on a worker, `0` anywhere else.
@@ -36,7 +49,7 @@ struct Worker {
     open: Arc<AtomicUsize>,
 }
 
-/// Counts a connection against its worker until dropped.
+/// Counts a connection (or a tunnel) against its worker until dropped.
 pub struct Assigned(Arc<AtomicUsize>);
 
 impl Drop for Assigned {
@@ -72,18 +85,26 @@ impl Workers {
                 .enable_all()
                 .build()?;
             let handle = runtime.handle().clone();
+            let open = Arc::new(AtomicUsize::new(0));
+            let mine = Arc::clone(&open);
             std::thread::Builder::new()
                 .name(format!("ccproxy-proxy-{i}"))
                 .spawn(move || {
                     SHARD.with(|s| s.set(i + 1));
+                    OPEN.with(|o| *o.borrow_mut() = Some(mine));
                     runtime.block_on(std::future::pending::<()>());
                 })?;
-            workers.push(Worker {
-                handle,
-                open: Arc::new(AtomicUsize::new(0)),
-            });
+            workers.push(Worker { handle, open });
         }
         Ok(Self { workers })
+    }
+
+    /// Open connections and tunnels on each worker.
+    pub fn open(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .map(|w| w.open.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Run the future `make` gives on the worker with the fewest open
