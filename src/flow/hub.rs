@@ -238,10 +238,11 @@ impl FlowHub {
         }
     }
 
-    /// A live slice of a response body; skipped entirely when nobody watches.
-    pub fn response_chunk(&self, id: Uuid, data: Bytes) {
+    /// A live slice of a response body; skipped entirely when nobody watches:
+    /// `data` (which redacts the slice) runs only for a live viewer.
+    pub fn response_chunk(&self, id: Uuid, data: impl FnOnce() -> Bytes) {
         if self.wants_chunks() {
-            self.broadcast(FlowEvent::ResponseChunk { id, data });
+            self.broadcast(FlowEvent::ResponseChunk { id, data: data() });
         }
     }
 

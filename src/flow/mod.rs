@@ -364,10 +364,10 @@ mod tests {
         let hub = FlowHub::new(16);
         let mut quiet = hub.subscribe_quiet();
         assert!(!hub.wants_chunks());
-        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"x"));
+        hub.response_chunk(Uuid::now_v7(), || Bytes::from_static(b"x"));
         let mut live = hub.subscribe();
         assert!(hub.wants_chunks());
-        hub.response_chunk(Uuid::now_v7(), Bytes::from_static(b"y"));
+        hub.response_chunk(Uuid::now_v7(), || Bytes::from_static(b"y"));
         assert!(matches!(
             &*live.recv().await.expect("chunk"),
             FlowEvent::ResponseChunk { data, .. } if data.as_ref() == b"y"
