@@ -497,21 +497,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    // We answer `Expect: 100-continue` to the client ourselves (hyper does,
-    // once the body is read); the upstream gets the body straight away.
-    headers.remove(header::EXPECT);
-    headers.remove("proxy-connection");
-    headers.remove("keep-alive");
     if headers
         .get(header::TE)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
@@ -520,19 +508,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A name [`strip_hop_by_hop`] may remove (names a `Connection` header
-/// lists are only removed when it is present, and it is one of these).
+/// The names [`strip_hop_by_hop`] always removes. `Expect` is among them:
+/// we answer `Expect: 100-continue` to the client ourselves (hyper does, once
+/// the body is read); the upstream gets the body straight away.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::EXPECT,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+];
+
+/// A name [`strip_hop_by_hop`] may remove: one of [`HOP_BY_HOP`], or `TE`
+/// (names a `Connection` header lists are only removed when it is present).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::EXPECT
-        || name == header::TE
-        || name.as_str() == "proxy-connection"
-        || name.as_str() == "keep-alive"
+    HOP_BY_HOP.contains(name) || name == header::TE
 }
 
 /// `base` (an http(s) URL, maybe with a path prefix) joined with a request's path and query.
