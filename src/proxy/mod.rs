@@ -329,12 +329,11 @@ async fn accept_loop(
         });
         let span = tracing::debug_span!("conn", listener = kind, client = %client);
         let Some(workers) = state.workers else {
-            let serve = first_bytes_then_serve(stream, Arc::clone(&state), conn);
-            tasks.spawn(serve.instrument(span));
+            tasks.spawn(first_bytes_then_serve(stream, Arc::clone(&state), conn).instrument(span));
             continue;
         };
         // Move the socket to a worker: out of this runtime's reactor here,
-        // into the worker's there.
+        // into the worker's there (`from_std` runs on the worker).
         let std_stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
@@ -343,19 +342,17 @@ async fn accept_loop(
             }
         };
         let state = Arc::clone(&state);
-        let tracked = tasks.clone();
-        workers.spawn(move |assigned| {
-            tracked.abandoning(
+        workers.spawn(
+            tasks.abandoning(
                 async move {
-                    let _assigned = assigned;
                     match TcpStream::from_std(std_stream) {
                         Ok(stream) => first_bytes_then_serve(stream, state, conn).await,
                         Err(e) => tracing::debug!(error = %e, "cannot register the connection"),
                     }
                 }
                 .instrument(span),
-            )
-        });
+            ),
+        );
     }
     tasks.drain(DRAIN_GRACE).await;
 }

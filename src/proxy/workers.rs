@@ -11,15 +11,20 @@
 //! The workers are started once per process and live as long as it does;
 //! a listener's drain ([`super::DRAIN_GRACE`]) ends what it spawned on them.
 
-use std::cell::Cell;
+use std::cell::OnceCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+/// What a worker thread knows of itself: its number (`1..=n`) and its count
+/// of open connections and tunnels. Unset on every other thread.
+struct Current {
+    shard: usize,
+    open: Arc<AtomicUsize>,
+}
+
 thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(0) };
-    /// On a worker thread: its count of open connections and tunnels.
-    static OPEN: std::cell::RefCell<Option<Arc<AtomicUsize>>> = const { std::cell::RefCell::new(None) };
+    static CURRENT: OnceCell<Current> = const { OnceCell::new() };
 }
 
 /// Count one more task against this thread's worker until the guard is
@@ -27,16 +32,13 @@ thread_local! {
 /// that opened it, so it holds its own count: otherwise every worker would
 /// read idle while serving tunnels, and new ones would all go to the first.
 pub fn hold() -> Option<Assigned> {
-    OPEN.with(|o| o.borrow().clone()).map(|open| {
-        open.fetch_add(1, Ordering::Relaxed);
-        Assigned(open)
-    })
+    CURRENT.with(|c| c.get().map(|c| Assigned::new(&c.open)))
 }
 
 /// Which worker this thread is: `1..=n` on a worker, `0` anywhere else.
 /// The upstream pool keys its connections by it.
 pub fn shard() -> usize {
-    SHARD.with(Cell::get)
+    CURRENT.with(|c| c.get().map_or(0, |c| c.shard))
 }
 
 /// The process's workers.
@@ -51,6 +53,13 @@ struct Worker {
 
 /// Counts a connection (or a tunnel) against its worker until dropped.
 pub struct Assigned(Arc<AtomicUsize>);
+
+impl Assigned {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(open))
+    }
+}
 
 impl Drop for Assigned {
     fn drop(&mut self) {
@@ -90,8 +99,12 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("ccproxy-proxy-{i}"))
                 .spawn(move || {
-                    SHARD.with(|s| s.set(i + 1));
-                    OPEN.with(|o| *o.borrow_mut() = Some(mine));
+                    CURRENT.with(|c| {
+                        let _ = c.set(Current {
+                            shard: i + 1,
+                            open: mine,
+                        });
+                    });
                     runtime.block_on(std::future::pending::<()>());
                 })?;
             workers.push(Worker { handle, open });
@@ -107,24 +120,29 @@ impl Workers {
             .collect()
     }
 
-    /// Run the future `make` gives on the worker with the fewest open
-    /// connections; it counts there until the [`Assigned`] it is handed is
-    /// dropped. `make` runs on that worker, so a socket registered in it
-    /// uses that worker's reactor.
-    pub fn spawn<F, Fut>(&self, make: F)
+    /// Run `fut` on the worker with the fewest open connections, counted
+    /// there while it runs. It is first polled on that worker, so a socket
+    /// it registers uses that worker's reactor.
+    pub fn spawn<F>(&self, fut: F)
     where
-        F: FnOnce(Assigned) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
-        let Some(w) = self
+        match self
             .workers
             .iter()
             .min_by_key(|w| w.open.load(Ordering::Relaxed))
-        else {
-            return;
-        };
-        w.open.fetch_add(1, Ordering::Relaxed);
-        let assigned = Assigned(Arc::clone(&w.open));
-        w.handle.spawn(async move { make(assigned).await });
+        {
+            Some(w) => {
+                let assigned = Assigned::new(&w.open);
+                w.handle.spawn(async move {
+                    let _assigned = assigned;
+                    fut.await;
+                });
+            }
+            // Never: `start` makes at least one.
+            None => {
+                tokio::spawn(fut);
+            }
+        }
     }
 }
