@@ -41,7 +41,6 @@ pub fn spawn(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
     }
     tokio::spawn(async move {
         let mut skipped = 0u64;
-        let mut drained = false;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -50,21 +49,17 @@ pub fn spawn(hub: &FlowHub, shutdown: CancellationToken) -> JoinHandle<()> {
             // LINGER: one wake-up of this task per LINGER instead of one per
             // flow (each a cross-thread wake-up of the runtime it runs on).
             let ev = match quiet.rx.try_recv() {
-                Ok(ev) => {
-                    drained = false;
-                    Ok(ev)
-                }
+                Ok(ev) => Ok(ev),
                 Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
                 Err(TryRecvError::Closed) => break,
-                Err(TryRecvError::Empty) if !drained => {
-                    drained = true;
+                Err(TryRecvError::Empty) => {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(LINGER) => continue,
+                        () = tokio::time::sleep(LINGER) => {}
                     }
-                }
-                Err(TryRecvError::Empty) => {
-                    drained = false;
+                    if !quiet.rx.is_empty() {
+                        continue;
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         ev = quiet.rx.recv() => ev,
