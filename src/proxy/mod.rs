@@ -213,11 +213,8 @@ impl Tasks {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let held = workers::hold();
-        self.tracker.spawn(self.abandoning(async move {
-            let _held = held;
-            fut.await;
-        }));
+        self.tracker
+            .spawn(self.abandoning(workers::Holding::new(fut, workers::hold())));
     }
 
     /// `fut`, counted as one of these tasks and dropped once the grace is over.
@@ -225,12 +222,9 @@ impl Tasks {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let abandon = self.abandon.clone();
-        self.tracker.track_future(async move {
-            tokio::select! {
-                () = fut => {}
-                () = abandon.cancelled() => {}
-            }
+        self.tracker.track_future(Abandoning {
+            fut,
+            abandon: self.abandon.clone().cancelled_owned(),
         })
     }
 
@@ -239,6 +233,29 @@ impl Tasks {
         self.tracker.close();
         let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
         self.abandon.cancel();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `fut` until it ends or the abandon token fires (a named future, not
+    /// an `async` block with `select!`, so the future is stored once).
+    struct Abandoning<F> {
+        #[pin]
+        fut: F,
+        #[pin]
+        abandon: tokio_util::sync::WaitForCancellationFutureOwned,
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Abandoning<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let me = self.project();
+        if me.fut.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        me.abandon.poll(cx)
     }
 }
 
@@ -408,5 +425,49 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_abandonable_task_stores_its_future_once() {
+        let tasks = Tasks::new();
+        let inner = std::mem::size_of_val(&workers::tests::big_future());
+        let tracked = std::mem::size_of_val(&tasks.abandoning(workers::tests::big_future()));
+        // A `select!` between the future and the token inside an `async`
+        // block measured twice the inner future.
+        assert!(
+            tracked <= inner + 256,
+            "inner {inner} B, tracked {tracked} B"
+        );
+    }
+
+    /// Sets its flag when dropped.
+    struct Dropped(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_task_is_dropped_and_a_finished_one_ends() {
+        let tasks = Tasks::new();
+        let done = tokio::spawn(tasks.abandoning(workers::tests::big_future()));
+        done.await.expect("a finished task ends");
+
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held =
+            workers::Holding::new(std::future::pending::<()>(), Dropped(Arc::clone(&dropped)));
+        let task = tokio::spawn(tasks.abandoning(held));
+        tokio::task::yield_now().await;
+        assert!(!dropped.load(std::sync::atomic::Ordering::Relaxed));
+        tasks.abandon.cancel();
+        task.await.expect("task");
+        assert!(dropped.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

@@ -13,8 +13,10 @@
 
 use std::cell::OnceCell;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 /// What a worker thread knows of itself: its number (`1..=n`) and its count
 /// of open connections and tunnels. Unset on every other thread.
@@ -39,6 +41,32 @@ pub fn hold() -> Option<Assigned> {
 /// The upstream pool keys its connections by it.
 pub fn shard() -> usize {
     CURRENT.with(|c| c.get().map_or(0, |c| c.shard))
+}
+
+pin_project_lite::pin_project! {
+    /// `fut`, with `held` kept until it ends or is dropped. A named future
+    /// rather than `async move { let _h = held; fut.await }`: such a block
+    /// stores the captured future and the awaited one side by side, twice
+    /// the size of a connection's task for every open connection.
+    pub struct Holding<F, H> {
+        #[pin]
+        fut: F,
+        held: H,
+    }
+}
+
+impl<F, H> Holding<F, H> {
+    pub fn new(fut: F, held: H) -> Self {
+        Self { fut, held }
+    }
+}
+
+impl<F: Future, H> Future for Holding<F, H> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
 }
 
 /// The process's workers.
@@ -133,16 +161,41 @@ impl Workers {
             .min_by_key(|w| w.open.load(Ordering::Relaxed))
         {
             Some(w) => {
-                let assigned = Assigned::new(&w.open);
-                w.handle.spawn(async move {
-                    let _assigned = assigned;
-                    fut.await;
-                });
+                w.handle.spawn(Holding::new(fut, Assigned::new(&w.open)));
             }
             // Never: `start` makes at least one.
             None => {
                 tokio::spawn(fut);
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A future whose state holds 4 KiB across an await, as a connection's does.
+    pub(crate) async fn big_future() {
+        let buf = [1u8; 4096];
+        tokio::task::yield_now().await;
+        std::hint::black_box(&buf);
+    }
+
+    #[test]
+    fn holding_stores_the_future_once() {
+        let inner = std::mem::size_of_val(&big_future());
+        let held = std::mem::size_of_val(&Holding::new(big_future(), Arc::new(0u8)));
+        // An `async move { let _h = held; fut.await }` block measures 2 × inner.
+        assert!(held <= inner + 16, "inner {inner} B, held {held} B");
+    }
+
+    #[tokio::test]
+    async fn holding_keeps_its_value_until_the_future_ends() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let fut = Holding::new(big_future(), Assigned::new(&open));
+        assert_eq!(open.load(Ordering::Relaxed), 1);
+        fut.await;
+        assert_eq!(open.load(Ordering::Relaxed), 0);
     }
 }
