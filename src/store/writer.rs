@@ -1,5 +1,5 @@
 //! The batch writer: completed flows arrive on a bounded queue, leave in
-//! batches (every 100 ms or [`BATCH_ROWS`] rows) by binary COPY into a
+//! batches (every 100 ms, or sooner once [`FLUSH_ROWS`] rows wait) by binary COPY into a
 //! session-local staging table followed by
 //! `INSERT … SELECT … ON CONFLICT DO NOTHING` (the key is `trace_id`, with `start_time` once partitioned), so a batch that is
 //! written twice (a replay after an unacknowledged commit) never duplicates.
@@ -31,6 +31,14 @@ pub const BATCH_ROWS: usize = 1000;
 /// their way to the spool (overflowed, not yet fsync'd: a few milliseconds of
 /// traffic): the queue and the batch being written take the rest.
 pub const OVERFLOW_HEADROOM: usize = 128;
+/// Rows the queue and the batch being written may hold together; past it,
+/// new rows overflow to the spool.
+const IN_MEMORY_ROWS: usize = BATCH_ROWS - OVERFLOW_HEADROOM;
+/// Under load a batch leaves once it holds this many rows, half the in-memory
+/// share, so the other half can queue while it is written. A batch that
+/// waited for the whole share would leave every row that arrives during its
+/// write to the spool.
+const FLUSH_ROWS: usize = IN_MEMORY_ROWS / 2;
 /// A batch waits at most this long for more rows.
 pub const BATCH_WAIT: Duration = Duration::from_millis(100);
 
@@ -170,7 +178,7 @@ impl FlowSink for StoreSink {
         let in_memory = (self.tx.max_capacity() - self.tx.capacity()) as u64
             + self.shared.unsettled.load(Ordering::Relaxed)
             + self.shared.overflow_rows.load(Ordering::Relaxed);
-        let flow = if in_memory >= (BATCH_ROWS - OVERFLOW_HEADROOM) as u64 {
+        let flow = if in_memory >= IN_MEMORY_ROWS as u64 {
             flow
         } else {
             match self.tx.try_send(flow) {
@@ -496,7 +504,8 @@ impl Writer {
         self.stop.borrow().is_some() || self.stop.has_changed().is_err()
     }
 
-    /// Wait for a first row (or an idle tick), then up to [`BATCH_WAIT`] for more.
+    /// Wait for a first row (or an idle tick), then up to [`BATCH_WAIT`] for
+    /// more, until the batch holds [`FLUSH_ROWS`].
     async fn gather(&mut self) {
         let idle = if self.session.is_none() {
             self.next_attempt
@@ -519,7 +528,7 @@ impl Writer {
             }
         }
         let until = Instant::now() + BATCH_WAIT;
-        while self.batch.len() < BATCH_ROWS {
+        while self.batch.len() < FLUSH_ROWS {
             self.shared
                 .unsettled
                 .store(self.batch.len() as u64, Ordering::Relaxed);
@@ -674,7 +683,7 @@ impl Writer {
         .await;
     }
 
-    /// Replay the next chunk (at most [`BATCH_ROWS`] rows) of the oldest spool
+    /// Replay the next chunk (at most [`FLUSH_ROWS`] rows) of the oldest spool
     /// segment, so live rows and replay interleave under load. A segment is
     /// deleted once all its chunks are committed. False when there was
     /// nothing to replay, or a write failed.
@@ -692,7 +701,7 @@ impl Writer {
         let Some((_, flows, done)) = self.replaying.as_ref() else {
             return false;
         };
-        let chunk: Vec<Arc<Flow>> = flows[*done..(*done + BATCH_ROWS).min(flows.len())].to_vec();
+        let chunk: Vec<Arc<Flow>> = flows[*done..(*done + FLUSH_ROWS).min(flows.len())].to_vec();
         if !chunk.is_empty() && !self.write_or_spool_replay(&chunk).await {
             // Start the segment over after reconnecting; ON CONFLICT skips what was committed.
             self.replaying = None;
@@ -831,4 +840,64 @@ pub async fn copy_flows(client: Client, flows: &[Arc<Flow>]) -> Result<(Client, 
         total += copy_rows(&mut s, chunk).await?;
     }
     Ok((s.client, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Direction;
+
+    type Stop = watch::Sender<Option<std::time::Instant>>;
+
+    /// A writer without a database (rows would spool), fed by the returned
+    /// sender; it stops once the returned `Stop` is dropped.
+    async fn writer(dir: &std::path::Path) -> (Writer, mpsc::Sender<Arc<Flow>>, Stop) {
+        let (tx, rx) = mpsc::channel(BATCH_ROWS);
+        let spool = super::super::spool::Spool::open(dir, 1 << 20).expect("spool");
+        let (stop, stop_rx) = watch::channel(None);
+        let w = Writer::new(
+            "postgresql://unused".into(),
+            rx,
+            Arc::new(Shared::default()),
+            Arc::new(Mutex::new(spool)),
+            stop_rx,
+            None,
+        )
+        .await;
+        (w, tx, stop)
+    }
+
+    async fn queue(tx: &mpsc::Sender<Arc<Flow>>, n: usize) {
+        for i in 0..n {
+            let f = Flow::new(
+                Direction::Forward,
+                "GET",
+                &format!("http://h/{i}"),
+                "h",
+                "/",
+            );
+            tx.send(Arc::new(f)).await.expect("send");
+        }
+    }
+
+    // Virtual time: the clock only moves while every task waits, so the
+    // elapsed time is what gather() chose to wait, not how fast this machine is.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_leaves_at_half_the_in_memory_share_without_waiting() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut w, tx, _stop) = writer(dir.path()).await;
+        queue(&tx, FLUSH_ROWS).await;
+        let t = Instant::now();
+        w.gather().await;
+        assert_eq!(w.batch.len(), FLUSH_ROWS);
+        assert_eq!(t.elapsed(), Duration::ZERO, "a full batch must not wait");
+
+        // Fewer rows wait for more, up to BATCH_WAIT.
+        w.batch.clear();
+        queue(&tx, FLUSH_ROWS - 1).await;
+        let t = Instant::now();
+        w.gather().await;
+        assert_eq!(w.batch.len(), FLUSH_ROWS - 1);
+        assert!(t.elapsed() >= BATCH_WAIT, "waited {:?}", t.elapsed());
+    }
 }
