@@ -369,12 +369,13 @@ error_log {r}/error.log warn;
 events {{ worker_connections 16384; }}
 http {{
   access_log off;
+  keepalive_requests 1000000;
   client_body_temp_path {r}/body;
   proxy_temp_path {r}/proxy;
   fastcgi_temp_path {r}/fcgi;
   uwsgi_temp_path {r}/uwsgi;
   scgi_temp_path {r}/scgi;
-  upstream up {{ server {upstream}; keepalive 64; }}
+  upstream up {{ server {upstream}; keepalive 64; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{
