@@ -196,14 +196,33 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Tasks {
     tracker: TaskTracker,
-    abandon: CancellationToken,
+    abandon: Arc<Abandon>,
+}
+
+/// Set when a listener's drain grace is over: its tasks end at their next poll.
+#[derive(Debug, Default)]
+struct Abandon {
+    set: std::sync::atomic::AtomicBool,
+    /// Wakes the tasks waiting when it is set.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Abandon {
+    fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.set.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_waiters();
+    }
 }
 
 impl Tasks {
     fn new() -> Self {
         Self {
             tracker: TaskTracker::new(),
-            abandon: CancellationToken::new(),
+            abandon: Arc::default(),
         }
     }
 
@@ -224,7 +243,9 @@ impl Tasks {
     {
         self.tracker.track_future(Abandoning {
             fut,
-            abandon: self.abandon.clone().cancelled_owned(),
+            woken: Arc::clone(&self.abandon.wake).notified_owned(),
+            abandon: Arc::clone(&self.abandon),
+            registered: None,
         })
     }
 
@@ -232,18 +253,26 @@ impl Tasks {
     async fn drain(&self, grace: Duration) {
         self.tracker.close();
         let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
-        self.abandon.cancel();
+        self.abandon.set();
     }
 }
 
 pin_project_lite::pin_project! {
-    /// `fut` until it ends or the abandon token fires (a named future, not
+    /// `fut` until it ends or its listener abandons it (a named future, not
     /// an `async` block with `select!`, so the future is stored once).
+    ///
+    /// It is polled at every wake-up of a connection's task, on every worker,
+    /// so it reads a flag: polling the shared wake-up (a `Notify`, as a
+    /// `CancellationToken` is) takes its lock, shared by all the listener's
+    /// connections. That is done only while the waker it holds is not this
+    /// poll's (the first poll, or a task that moved).
     struct Abandoning<F> {
         #[pin]
         fut: F,
         #[pin]
-        abandon: tokio_util::sync::WaitForCancellationFutureOwned,
+        woken: tokio::sync::futures::OwnedNotified,
+        abandon: Arc<Abandon>,
+        registered: Option<std::task::Waker>,
     }
 }
 
@@ -252,10 +281,23 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Abandoning<F> 
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let me = self.project();
-        if me.fut.poll(cx).is_ready() {
+        if me.fut.poll(cx).is_ready() || me.abandon.is_set() {
             return Poll::Ready(());
         }
-        me.abandon.poll(cx)
+        if me
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        // Created before the drain could set it, so a wake-up sent before
+        // this first poll is not missed.
+        if me.woken.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        *me.registered = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -466,7 +508,7 @@ mod tests {
         let task = tokio::spawn(tasks.abandoning(held));
         tokio::task::yield_now().await;
         assert!(!dropped.load(std::sync::atomic::Ordering::Relaxed));
-        tasks.abandon.cancel();
+        tasks.abandon.set();
         task.await.expect("task");
         assert!(dropped.load(std::sync::atomic::Ordering::Relaxed));
     }
