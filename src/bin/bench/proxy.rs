@@ -18,7 +18,8 @@
 //! case runs `CCPROXY_BENCH_SECS` seconds (default 2) after a short warm-up,
 //! the sides taking turns for `CCPROXY_BENCH_ROUNDS` rounds (default 3); the
 //! median round of each side is shown.
-//! Client and upstream share this process in every column.
+//! The client runs in this process and the upstream in a child of its own,
+//! in every column, as with a real client and origin.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -70,6 +71,9 @@ pub async fn run() -> anyhow::Result<()> {
     if let Some(home) = std::env::var_os(CHILD_ENV) {
         return proxy_child(PathBuf::from(home)).await;
     }
+    if let Some(dir) = std::env::var_os(UPSTREAM_CHILD_ENV) {
+        return upstream_child(PathBuf::from(dir)).await;
+    }
     let secs: f64 = std::env::var("CCPROXY_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -88,7 +92,7 @@ const SIDES: [&str; 4] = ["direct", "nginx", "ccproxy", "ccproxy+db"];
 async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
     let fd_limit = ccproxy::proxy::limits::raise_fd_limit();
     let shutdown = CancellationToken::new();
-    let upstream = Upstream::start(dir, shutdown.clone()).await?;
+    let mut upstream = Upstream::start(dir, shutdown.clone()).await?;
     let mut proxy = start_proxy(dir, &upstream, Storage::Off).await?;
     let mut with_db = match start_proxy(dir, &upstream, Storage::Managed).await {
         Ok(p) => Some(p),
@@ -131,9 +135,13 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!(
-        "proxy benchmark: upstream http {} https {}; ccproxy {} (pid {pid}, storage off){}{}; {:.1} s per side and round, {} interleaved rounds per case, the median round shown; open-file limit {}",
+        "proxy benchmark: upstream http {} https {} ({}); ccproxy {} (pid {pid}, storage off){}{}; {:.1} s per side and round, {} interleaved rounds per case, the median round shown; open-file limit {}",
         upstream.http,
         upstream.https,
+        upstream.pid().map_or_else(
+            || "in the client's process".to_string(),
+            |p| format!("own process, pid {p}")
+        ),
         proxy.addr,
         with_db.as_ref().map_or_else(String::new, |p| format!(
             ", ccproxy+db {} (pid {}, managed database)",
@@ -169,7 +177,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
                 connect: upstream.http,
                 prefix: String::new(),
             },
-            None,
+            upstream.pid(),
         )];
         if let Some(n) = &nginx {
             sides.push((
@@ -217,7 +225,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
                     upstream: upstream.https,
                     tls: direct_tls.clone(),
                 },
-                None,
+                upstream.pid(),
             ),
             (
                 SIDES[2],
@@ -258,6 +266,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
     if let Some(n) = nginx {
         n.stop().await;
     }
+    upstream.stop().await;
     shutdown.cancel();
 
     print_rows(&rows);
@@ -434,41 +443,133 @@ http {{
 // ---------------------------------------------------------------- upstream
 
 /// The local upstream: plain HTTP and HTTPS (h1 and h2), `/bytes/N` and `/sse`.
+///
+/// It runs in a process of its own (this binary re-executed with
+/// [`UPSTREAM_CHILD_ENV`]), as a real origin does: a client, a proxy and an
+/// origin are separate processes. Sharing the client's runtime would let a
+/// direct request be answered without the process ever going to sleep, while
+/// a proxied one costs it two wake-ups, which the "added latency" column
+/// would then charge to the proxy. `CCPROXY_BENCH_UPSTREAM=inprocess` keeps
+/// it in the client's process, to compare with figures taken that way.
 struct Upstream {
     http: SocketAddr,
     https: SocketAddr,
     ca_der: CertificateDer<'static>,
     ca_file: PathBuf,
+    /// The upstream's own process (`None` when it runs in this one).
+    child: Option<tokio::process::Child>,
 }
 
 impl Upstream {
     async fn start(dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let (ca_der, ca_pem, server_tls) = upstream_tls()?;
-        let ca_file = dir.join("upstream-ca.pem");
-        std::fs::write(&ca_file, ca_pem).context("write upstream CA")?;
-        let payload = Bytes::from(
-            (0..65_536u32)
-                .map(|i| b'a' + (i % 26) as u8)
-                .collect::<Vec<u8>>(),
-        );
-
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let https = TcpListener::bind("127.0.0.1:0").await?;
-        let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
-        spawn_accept(http, None, payload.clone(), shutdown.clone());
-        spawn_accept(
-            https,
-            Some(TlsAcceptor::from(server_tls)),
-            payload,
-            shutdown,
-        );
+        if std::env::var("CCPROXY_BENCH_UPSTREAM").as_deref() == Ok("inprocess") {
+            let (http, https, ca_der) = serve_upstream(dir, shutdown).await?;
+            return Ok(Self {
+                http,
+                https,
+                ca_der,
+                ca_file: dir.join(UPSTREAM_CA_FILE),
+                child: None,
+            });
+        }
+        let exe = std::env::current_exe().context("find the benchmark binary")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("proxy")
+            .env(UPSTREAM_CHILD_ENV, dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the upstream child")?;
+        let stdout = child.stdout.take().context("upstream child stdout")?;
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the upstream child did not start within 30 s")??
+            .context("the upstream child exited before listening")?;
+        let mut addrs = line
+            .strip_prefix("UPSTREAM ")
+            .context("unexpected upstream child output")?
+            .split(' ')
+            .map(str::parse::<SocketAddr>);
+        let (Some(Ok(http)), Some(Ok(https))) = (addrs.next(), addrs.next()) else {
+            bail!("unexpected upstream child output: {line}");
+        };
+        let ca_der = std::fs::read(dir.join(UPSTREAM_CA_DER_FILE)).context("read upstream CA")?;
         Ok(Self {
-            http: http_addr,
-            https: https_addr,
-            ca_der,
-            ca_file,
+            http,
+            https,
+            ca_der: CertificateDer::from(ca_der),
+            ca_file: dir.join(UPSTREAM_CA_FILE),
+            child: Some(child),
         })
     }
+
+    /// The upstream's process, whose CPU time the direct column shows
+    /// (`None` in process: then it is this process's, client and upstream).
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(tokio::process::Child::id)
+    }
+
+    /// End the upstream's process (closing its stdin asks it to stop).
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Set in the environment of the re-executed upstream child: the directory
+/// it writes its CA into.
+const UPSTREAM_CHILD_ENV: &str = "CCPROXY_BENCH_UPSTREAM_CHILD";
+/// The upstream CA (PEM) the proxy children trust.
+const UPSTREAM_CA_FILE: &str = "upstream-ca.pem";
+/// The same CA (DER) the direct client trusts.
+const UPSTREAM_CA_DER_FILE: &str = "upstream-ca.der";
+
+/// Bind and serve the upstream in this process; its CA goes into `dir`.
+async fn serve_upstream(
+    dir: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
+    let (ca_der, ca_pem, server_tls) = upstream_tls()?;
+    std::fs::write(dir.join(UPSTREAM_CA_FILE), ca_pem).context("write upstream CA")?;
+    std::fs::write(dir.join(UPSTREAM_CA_DER_FILE), &ca_der).context("write upstream CA")?;
+    let payload = Bytes::from(
+        (0..65_536u32)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let https = TcpListener::bind("127.0.0.1:0").await?;
+    let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
+    spawn_accept(http, None, payload.clone(), shutdown.clone());
+    spawn_accept(
+        https,
+        Some(TlsAcceptor::from(server_tls)),
+        payload,
+        shutdown,
+    );
+    Ok((http_addr, https_addr, ca_der))
+}
+
+/// The upstream child: serve until stdin closes.
+async fn upstream_child(dir: PathBuf) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (http, https, _) = serve_upstream(&dir, shutdown.clone()).await?;
+    println!("UPSTREAM {http} {https}");
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
+    shutdown.cancel();
+    Ok(())
 }
 
 fn upstream_tls() -> anyhow::Result<(CertificateDer<'static>, String, Arc<rustls::ServerConfig>)> {
@@ -836,8 +937,9 @@ struct Figures {
     rps: f64,
     p50: Duration,
     p99: Duration,
-    /// CPU time of the measured process (client + upstream, or the proxy
-    /// child) per request.
+    /// CPU time of the serving process per request: the upstream's for
+    /// direct (client and upstream together when it runs in process), nginx's
+    /// or the proxy child's.
     cpu_per_req_ms: f64,
     errors: u64,
     first_error: Option<String>,
