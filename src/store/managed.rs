@@ -565,7 +565,8 @@ fn write_settings(loc: &Location, tuning: Tuning) -> Result<(), StoreError> {
     let mut text = format!(
         "# written by ccproxy at every start; edit postgresql.conf instead\n\
          listen_addresses = ''\n\
-         unix_socket_directories = '{sock}'\n"
+         unix_socket_directories = '{sock}'\n\
+         wal_init_zero = off\n"
     );
     if tuning == Tuning::Throwaway {
         text.push_str("fsync = off\nfull_page_writes = off\nmax_connections = 200\n");
