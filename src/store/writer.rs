@@ -387,9 +387,9 @@ impl FlowSink for JournalSink {
 struct Session {
     client: Client,
     insert: Statement,
-    /// Every column of the table has the type the writer sends, so a binary
-    /// COPY can go into it directly (an older table may differ, then every
-    /// batch goes through staging, whose INSERT casts).
+    /// A binary COPY can go into the table directly (see
+    /// [`direct_copy_allowed`]); otherwise every batch goes through staging,
+    /// whose INSERT casts and applies the table's policies.
     direct: bool,
 }
 
@@ -842,7 +842,7 @@ async fn prepare(client: Client) -> Result<Session, StoreError> {
              ON CONFLICT DO NOTHING"
         ))
         .await?;
-    let direct = column_types_match(&client).await?;
+    let direct = direct_copy_allowed(&client).await?;
     Ok(Session {
         client,
         insert,
@@ -850,9 +850,22 @@ async fn prepare(client: Client) -> Result<Session, StoreError> {
     })
 }
 
-/// Whether every column the writer fills has, in the table, exactly the type
-/// it sends.
-async fn column_types_match(client: &Client) -> Result<bool, StoreError> {
+/// Whether a binary COPY can go straight into the table: a plain or
+/// partitioned table without row-level security (which COPY FROM refuses) or
+/// rules (which it would bypass), where every column the writer fills has
+/// exactly the type it sends.
+async fn direct_copy_allowed(client: &Client) -> Result<bool, StoreError> {
+    let plain: bool = client
+        .query_one(
+            "SELECT coalesce(bool_and(relkind IN ('r', 'p') AND NOT relrowsecurity \
+             AND NOT relhasrules), false) FROM pg_class WHERE oid = to_regclass($1)",
+            &[&TABLE],
+        )
+        .await?
+        .get(0);
+    if !plain {
+        return Ok(false);
+    }
     let rows = client
         .query(
             "SELECT attname::text, atttypid FROM pg_attribute \
