@@ -149,7 +149,7 @@ impl FlowHub {
 
     /// Run `analyze` on every completed flow on a thread of its own, off the
     /// proxy's workers, before the flow is stored and shown as completed. At
-    /// most [`STAGE_MAX`] flows wait for it (then `completed` analyses the
+    /// most [`STAGE_MAX`] flows (or the sink's `stage_limit`) wait for it (then `completed` analyses the
     /// flow itself), so `completed` never blocks on the thread. The thread
     /// ends when every hub clone is gone.
     pub fn set_analyzer(&self, analyze: Analyzer) {
@@ -251,15 +251,18 @@ impl FlowHub {
     pub fn completed(&self, mut flow: Arc<Flow>) {
         let stage = self.stage.read().ok().and_then(|s| s.clone());
         if let Some(stage) = stage.filter(|s| (s.wants)(&flow)) {
-            let inline = self
+            let limit = self
                 .sink
                 .read()
                 .ok()
-                .and_then(|s| s.as_ref().map(|s| s.synchronous()))
-                .unwrap_or(false);
+                .and_then(|s| {
+                    s.as_ref()
+                        .map(|s| if s.synchronous() { 0 } else { s.stage_limit() })
+                })
+                .unwrap_or(STAGE_MAX);
             // A full queue analyses on the caller's thread: memory stays bounded
             // and so does what an engine crash can lose before the store has it.
-            if inline || stage.pending.load(Ordering::Acquire) >= STAGE_MAX {
+            if stage.pending.load(Ordering::Acquire) >= limit {
                 (stage.analyze)(Arc::make_mut(&mut flow));
             } else {
                 stage.pending.fetch_add(1, Ordering::Acquire);

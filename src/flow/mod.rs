@@ -334,6 +334,13 @@ pub trait FlowSink: Send + Sync + 'static {
     fn synchronous(&self) -> bool {
         false
     }
+
+    /// How many completed flows may wait for the hub's analysis thread before
+    /// `completed` analyses on the caller's thread instead: they are in
+    /// memory, outside the sink, so a sink with a loss budget counts them in.
+    fn stage_limit(&self) -> usize {
+        hub::STAGE_MAX
+    }
 }
 
 /// Bodies travel as base64 in JSON (control socket, fixtures).

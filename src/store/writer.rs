@@ -7,8 +7,12 @@
 //! `start_time` once partitioned), so it never duplicates. The direct COPY
 //! costs the server about a quarter less per row than staging every batch.
 //!
-//! The proxy never waits: [`StoreSink::submit`] only `try_send`s; a full queue
-//! hands the flow to the overflow task, which appends it to the spool. A
+//! The proxy does not wait for the database: [`StoreSink::submit`] only
+//! `try_send`s; a full queue hands the flow to the overflow task, which
+//! appends it to the spool. Only while that task is more than
+//! [`OVERFLOW_HEADROOM`] rows behind does the caller append the flow itself
+//! (the proxy then runs at the disk's pace), so an engine crash loses at most
+//! [`BATCH_ROWS`] rows. A
 //! database error sends the batch to the spool, the state to `spooling`, and
 //! the writer reconnects with backoff; once connected it replays the spool's
 //! segments oldest first whenever the queue is idle.
@@ -34,9 +38,19 @@ pub const BATCH_ROWS: usize = 1000;
 /// their way to the spool (overflowed, not yet fsync'd: a few milliseconds of
 /// traffic): the queue and the batch being written take the rest.
 pub const OVERFLOW_HEADROOM: usize = 128;
+/// Of the [`BATCH_ROWS`], the completed flows that may wait for the hub's
+/// analysis thread before they reach this sink (past it the hub analyses on
+/// the caller's thread): they are in memory too.
+pub const STAGE_ROWS: usize = 64;
+/// Of the [`BATCH_ROWS`], rows the proxy's threads write to the spool
+/// themselves while the overflow task is more than [`OVERFLOW_HEADROOM`]
+/// rows behind (one per thread).
+const CALLER_ROWS: usize = 8;
 /// Rows the queue and the batch being written may hold together; past it,
 /// new rows overflow to the spool.
-const IN_MEMORY_ROWS: usize = BATCH_ROWS - OVERFLOW_HEADROOM;
+const IN_MEMORY_ROWS: usize = BATCH_ROWS - OVERFLOW_HEADROOM - STAGE_ROWS - CALLER_ROWS;
+// The shares add up to one batch.
+const _: () = assert!(IN_MEMORY_ROWS + OVERFLOW_HEADROOM + STAGE_ROWS + CALLER_ROWS == BATCH_ROWS);
 /// Under load a batch leaves once it holds this many rows, half the in-memory
 /// share, so the other half can queue while it is written. A batch that
 /// waited for the whole share would leave every row that arrives during its
@@ -197,12 +211,24 @@ impl FlowSink for StoreSink {
             sh.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        sh.overflow_rows.fetch_add(1, Ordering::Relaxed);
+        let overflowing = sh.overflow_rows.fetch_add(1, Ordering::Relaxed) + 1;
+        if overflowing > OVERFLOW_HEADROOM as u64 {
+            // The spool's fsyncs lag behind the traffic: this row is written
+            // here, so what an engine crash can lose stays within one batch.
+            // The caller waits for the spool; the proxy slows instead.
+            sh.spool_blocking(&self.spool, std::iter::once(&*flow));
+            sh.overflow_settled(size, 1);
+            return;
+        }
         if let Err(mpsc::error::SendError(flow)) = self.overflow.send(flow) {
             // After shutdown: nobody is left to batch it, so write it here.
             sh.spool_blocking(&self.spool, std::iter::once(&*flow));
             sh.overflow_settled(size, 1);
         }
+    }
+
+    fn stage_limit(&self) -> usize {
+        STAGE_ROWS
     }
 }
 
@@ -960,6 +986,51 @@ mod tests {
             );
             tx.send(Arc::new(f)).await.expect("send");
         }
+    }
+
+    /// While the overflow task lags more than the headroom behind (here it
+    /// never runs), the caller spools the row itself: rows in memory stay
+    /// within the budget and nothing is dropped.
+    #[tokio::test]
+    async fn a_lagging_spool_makes_the_caller_write_the_row_itself() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (tx, _rx) = mpsc::channel(BATCH_ROWS);
+        let (overflow, mut lagging) = mpsc::unbounded_channel();
+        let spool = super::super::spool::Spool::open(dir.path(), 1 << 30).expect("spool");
+        let shared = Arc::new(Shared::default());
+        let sink = StoreSink {
+            tx,
+            overflow,
+            shared: Arc::clone(&shared),
+            spool: Arc::new(Mutex::new(spool)),
+            max_bytes: 1 << 30,
+        };
+        let flow = |i: usize| {
+            Arc::new(Flow::new(
+                Direction::Forward,
+                "GET",
+                &format!("http://h/{i}"),
+                "h",
+                "/",
+            ))
+        };
+        let n = IN_MEMORY_ROWS + OVERFLOW_HEADROOM + 5;
+        for i in 0..n {
+            sink.submit(flow(i));
+        }
+        let mut handed = Vec::new();
+        let got = lagging.recv_many(&mut handed, n).await;
+        assert_eq!(got, OVERFLOW_HEADROOM, "rows left to the overflow task");
+        assert_eq!(
+            shared.spooled.load(Ordering::Relaxed),
+            5,
+            "rows the caller spooled"
+        );
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            shared.overflow_rows.load(Ordering::Relaxed),
+            OVERFLOW_HEADROOM as u64
+        );
     }
 
     // Virtual time: the clock only moves while every task waits, so the
