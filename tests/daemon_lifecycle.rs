@@ -265,17 +265,24 @@ fn mitm_start_status_stop() {
 #[test]
 fn sigterm_to_a_foreground_engine_shuts_it_down_cleanly() {
     let home = TestHome::new(&Setup::default());
-    let child = home
+    let mut child = home
         .cmd(&["mitm", "start", "--headless"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while home.status().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "engine never answered"
-        );
+        // An engine that exits (a port taken meanwhile, say) says why here
+        // instead of leaving the loop to run out.
+        if child.try_wait().expect("try_wait").is_some() {
+            let out = child.wait_with_output().expect("wait");
+            panic!("the engine exited before answering: {}", stderr(&out));
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!("engine never answered; its stderr: {}", stderr(&out));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     nix::sys::signal::kill(
