@@ -11,11 +11,30 @@ use ccproxy::store::{self, migrate, row, StorageState, Store};
 use common::db::{config, fresh_db, sample_flow, temp_home};
 
 async fn count(url: &str) -> i64 {
+    count_where(url, "true").await
+}
+
+/// Rows of the table for which the SQL condition `cond` holds.
+async fn count_where(url: &str, cond: &str) -> i64 {
     let c = store::connect(url).await.expect("connect");
-    c.query_one(r#"SELECT count(*) FROM "CCProxy_HttpTraces""#, &[])
-        .await
-        .expect("count")
-        .get(0)
+    c.query_one(
+        &format!(r#"SELECT count(*) FROM "CCProxy_HttpTraces" WHERE {cond}"#),
+        &[],
+    )
+    .await
+    .expect("count")
+    .get(0)
+}
+
+/// Waits until the store has written or dropped `n` rows (or 20 s pass).
+async fn settled(store: &Store, n: u64) -> store::StoreStats {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut s = store.stats();
+    while s.written + s.dropped < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = store.stats();
+    }
+    s
 }
 
 fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
@@ -297,12 +316,7 @@ async fn rows_the_database_refuses_are_isolated_dropped_and_counted() {
         }
         sink.submit(Arc::new(f));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut s = store.stats();
-    while s.written + s.dropped < 50 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        s = store.stats();
-    }
+    let s = settled(&store, 50).await;
     assert_eq!((s.written, s.dropped), (48, 2), "{s:?}");
     assert!(
         s.last_error
@@ -316,15 +330,7 @@ async fn rows_the_database_refuses_are_isolated_dropped_and_counted() {
         48,
         "every accepted row is written once"
     );
-    let teapots: i64 = c
-        .query_one(
-            r#"SELECT count(*) FROM "CCProxy_HttpTraces" WHERE status_code = 418"#,
-            &[],
-        )
-        .await
-        .expect("teapots")
-        .get(0);
-    assert_eq!(teapots, 0);
+    assert_eq!(count_where(&db.url, "status_code = 418").await, 0);
 }
 
 /// A streamed Responses call through the writer: every LLM column is filled
@@ -441,17 +447,6 @@ async fn llm_columns_backfill_and_stats() {
     assert!((hit - 0.75).abs() < 1e-12);
 }
 
-/// Waits until the store has written or dropped `n` rows (or 20 s pass).
-async fn settled(store: &Store, n: u64) -> store::StoreStats {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut s = store.stats();
-    while s.written + s.dropped < n && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        s = store.stats();
-    }
-    s
-}
-
 /// A fresh batch is copied straight into the table; one that meets a row
 /// committed before (here written by another path first) is written again
 /// through staging: no error, nothing dropped, no second row.
@@ -508,14 +503,12 @@ async fn a_table_with_other_column_types_is_written_through_staging() {
     assert_eq!((s.written, s.dropped), (25, 0), "{s:?}");
     assert_eq!(s.last_error, None);
     store.shutdown(Duration::from_secs(30)).await;
-    let c = store::connect(&db.url).await.expect("connect");
-    let sizes: i64 = c
-        .query_one(
-            r#"SELECT count(*) FROM "CCProxy_HttpTraces" WHERE request_body_size IS NOT NULL AND duration_ms IS NOT NULL"#,
-            &[],
+    assert_eq!(
+        count_where(
+            &db.url,
+            "request_body_size IS NOT NULL AND duration_ms IS NOT NULL"
         )
-        .await
-        .expect("q")
-        .get(0);
-    assert_eq!(sizes, 25);
+        .await,
+        25
+    );
 }

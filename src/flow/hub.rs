@@ -101,8 +101,8 @@ pub fn recv_lingering<T>(
     rx.recv().ok()
 }
 
-/// The analysis stage: its function (also run inline for a synchronous
-/// sink), its queue, and how many flows wait in it.
+/// The analysis stage: its function (also run inline for a sink whose
+/// `stage_limit` is 0), its queue, and how many flows wait in it.
 #[derive(Clone)]
 struct Stage {
     analyze: Arc<dyn Fn(&mut Flow) + Send + Sync>,
@@ -149,8 +149,9 @@ impl FlowHub {
 
     /// Run `analyze` on every completed flow on a thread of its own, off the
     /// proxy's workers, before the flow is stored and shown as completed. At
-    /// most [`STAGE_MAX`] flows (or the sink's `stage_limit`) wait for it (then `completed` analyses the
-    /// flow itself), so `completed` never blocks on the thread. The thread
+    /// most the sink's `stage_limit` ([`STAGE_MAX`] by default) flows wait for
+    /// it (then `completed` analyses the flow itself), so `completed` never
+    /// blocks on the thread. The thread
     /// ends when every hub clone is gone.
     pub fn set_analyzer(&self, analyze: Analyzer) {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Flow>>();
@@ -255,10 +256,7 @@ impl FlowHub {
                 .sink
                 .read()
                 .ok()
-                .and_then(|s| {
-                    s.as_ref()
-                        .map(|s| if s.synchronous() { 0 } else { s.stage_limit() })
-                })
+                .and_then(|s| s.as_ref().map(|s| s.stage_limit()))
                 .unwrap_or(STAGE_MAX);
             // A full queue analyses on the caller's thread: memory stays bounded
             // and so does what an engine crash can lose before the store has it.

@@ -328,16 +328,12 @@ pub trait FlowSink: Send + Sync + 'static {
     /// Hand over one completed flow.
     fn submit(&self, flow: Arc<Flow>);
 
-    /// True when `submit` must run before the client gets the end of its
-    /// response (`durability: spool-first`): the hub then completes flows
-    /// on the caller's thread, analysis included, instead of queueing them.
-    fn synchronous(&self) -> bool {
-        false
-    }
-
     /// How many completed flows may wait for the hub's analysis thread before
     /// `completed` analyses on the caller's thread instead: they are in
     /// memory, outside the sink, so a sink with a loss budget counts them in.
+    /// 0 when `submit` must run before the client gets the end of its
+    /// response (`durability: spool-first`): the hub then completes every
+    /// flow on the caller's thread, analysis included.
     fn stage_limit(&self) -> usize {
         hub::STAGE_MAX
     }

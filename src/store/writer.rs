@@ -212,19 +212,20 @@ impl FlowSink for StoreSink {
             return;
         }
         let overflowing = sh.overflow_rows.fetch_add(1, Ordering::Relaxed) + 1;
-        if overflowing > OVERFLOW_HEADROOM as u64 {
-            // The spool's fsyncs lag behind the traffic: this row is written
-            // here, so what an engine crash can lose stays within one batch.
-            // The caller waits for the spool; the proxy slows instead.
-            sh.spool_blocking(&self.spool, std::iter::once(&*flow));
-            sh.overflow_settled(size, 1);
-            return;
-        }
-        if let Err(mpsc::error::SendError(flow)) = self.overflow.send(flow) {
-            // After shutdown: nobody is left to batch it, so write it here.
-            sh.spool_blocking(&self.spool, std::iter::once(&*flow));
-            sh.overflow_settled(size, 1);
-        }
+        let flow = if overflowing > OVERFLOW_HEADROOM as u64 {
+            // The spool's fsyncs lag behind the traffic: written here, so what
+            // an engine crash can lose stays within one batch (the caller
+            // waits for the spool; the proxy slows instead).
+            flow
+        } else {
+            match self.overflow.send(flow) {
+                Ok(()) => return,
+                // After shutdown: nobody is left to batch it.
+                Err(mpsc::error::SendError(flow)) => flow,
+            }
+        };
+        sh.spool_blocking(&self.spool, std::iter::once(&*flow));
+        sh.overflow_settled(size, 1);
     }
 
     fn stage_limit(&self) -> usize {
@@ -404,8 +405,8 @@ impl FlowSink for JournalSink {
         }
     }
 
-    fn synchronous(&self) -> bool {
-        true
+    fn stage_limit(&self) -> usize {
+        0
     }
 }
 
@@ -413,10 +414,10 @@ impl FlowSink for JournalSink {
 struct Session {
     client: Client,
     insert: Statement,
-    /// A binary COPY can go into the table directly (see
-    /// [`direct_copy_allowed`]); otherwise every batch goes through staging,
-    /// whose INSERT casts and applies the table's policies.
-    direct: bool,
+    /// How batches go in: [`Route::Direct`] when [`direct_copy_allowed`],
+    /// else every batch through staging, whose INSERT casts and applies the
+    /// table's policies.
+    route: Route,
 }
 
 /// How a batch reaches the table.
@@ -713,11 +714,7 @@ impl Writer {
         let Some(session) = self.session.as_mut() else {
             return Err(BatchError::Retry("not connected".into()));
         };
-        let route = if session.direct {
-            Route::Direct
-        } else {
-            Route::Staged
-        };
+        let route = session.route;
         let attempt = async {
             match copy_rows(session, rows, route).await {
                 Err(e)
@@ -868,11 +865,15 @@ async fn prepare(client: Client) -> Result<Session, StoreError> {
              ON CONFLICT DO NOTHING"
         ))
         .await?;
-    let direct = direct_copy_allowed(&client).await?;
+    let route = if direct_copy_allowed(&client).await? {
+        Route::Direct
+    } else {
+        Route::Staged
+    };
     Ok(Session {
         client,
         insert,
-        direct,
+        route,
     })
 }
 

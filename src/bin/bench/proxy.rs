@@ -258,10 +258,8 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
         let _ = b.child.kill().await;
     }
     if let Some(p) = with_db.as_mut() {
-        // Closing stdin asks it to shut down (the managed cluster stops with it).
-        drop(p.stdin.take());
-        let _ = tokio::time::timeout(Duration::from_secs(20), p.child.wait()).await;
-        let _ = p.child.kill().await;
+        // The managed cluster stops with it.
+        stop_child(&mut p.child, p.stdin.take(), Duration::from_secs(20)).await;
     }
     if let Some(n) = nginx {
         n.stop().await;
@@ -482,17 +480,14 @@ impl Upstream {
             .kill_on_drop(true)
             .spawn()
             .context("start the upstream child")?;
-        let stdout = child.stdout.take().context("upstream child stdout")?;
-        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("the upstream child did not start within 30 s")??
-            .context("the upstream child exited before listening")?;
-        let mut addrs = line
-            .strip_prefix("UPSTREAM ")
-            .context("unexpected upstream child output")?
-            .split(' ')
-            .map(str::parse::<SocketAddr>);
+        let line = announced(
+            &mut child,
+            "UPSTREAM ",
+            "upstream child",
+            Duration::from_secs(30),
+        )
+        .await?;
+        let mut addrs = line.split(' ').map(str::parse::<SocketAddr>);
         let (Some(Ok(http)), Some(Ok(https))) = (addrs.next(), addrs.next()) else {
             bail!("unexpected upstream child output: {line}");
         };
@@ -515,13 +510,8 @@ impl Upstream {
     /// End the upstream's process (closing its stdin asks it to stop).
     async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take());
-            if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+            let stdin = child.stdin.take();
+            stop_child(&mut child, stdin, Duration::from_secs(5)).await;
         }
     }
 }
@@ -565,11 +555,50 @@ async fn upstream_child(dir: PathBuf) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (http, https, _) = serve_upstream(&dir, shutdown.clone()).await?;
     println!("UPSTREAM {http} {https}");
+    stdin_closed().await;
+    shutdown.cancel();
+    Ok(())
+}
+
+/// A child's run ends when its parent closes (or loses) its stdin.
+async fn stdin_closed() {
     let mut stdin = tokio::io::stdin();
     let mut sink = [0u8; 64];
     while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
-    shutdown.cancel();
-    Ok(())
+}
+
+/// The first line a child prints on stdout, after `prefix`: what it
+/// listens on.
+async fn announced(
+    child: &mut tokio::process::Child,
+    prefix: &str,
+    what: &str,
+    limit: Duration,
+) -> anyhow::Result<String> {
+    let stdout = child
+        .stdout
+        .take()
+        .with_context(|| format!("{what} stdout"))?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(limit, lines.next_line())
+        .await
+        .with_context(|| format!("the {what} did not start within {limit:?}"))??
+        .with_context(|| format!("the {what} exited before listening (see its log)"))?;
+    line.strip_prefix(prefix)
+        .map(str::to_string)
+        .with_context(|| format!("unexpected {what} output: {line}"))
+}
+
+/// Close a child's stdin (which asks it to stop), wait up to `limit`, then kill it.
+async fn stop_child(
+    child: &mut tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    limit: Duration,
+) {
+    drop(stdin);
+    if tokio::time::timeout(limit, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
 }
 
 fn upstream_tls() -> anyhow::Result<(CertificateDer<'static>, String, Arc<rustls::ServerConfig>)> {
@@ -741,17 +770,15 @@ async fn start_proxy_exe(
         .spawn()
         .context("start the proxy child")?;
     let pid = child.id().context("proxy child pid")?;
-    let stdout = child.stdout.take().context("proxy child stdout")?;
     let stdin = child.stdin.take();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = tokio::time::timeout(Duration::from_secs(180), lines.next_line())
-        .await
-        .context("the proxy child did not start within 180 s")??
-        .context("the proxy child exited before listening (see its log)")?;
-    let addr: SocketAddr = line
-        .strip_prefix("LISTEN ")
-        .context("unexpected proxy child output")?
-        .parse()?;
+    let addr: SocketAddr = announced(
+        &mut child,
+        "LISTEN ",
+        "proxy child",
+        Duration::from_secs(180),
+    )
+    .await?
+    .parse()?;
     let cfg = child_config(&home)?;
     let ca = ccproxy::proxy::ca::CertAuthority::load_or_create(&cfg)?;
     Ok(ProxyUnderTest {
@@ -787,8 +814,6 @@ impl FlowSink for Discard {
 async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
     let cfg = Arc::new(child_config(&home)?);
     let storage = std::env::var(CHILD_STORAGE_ENV).unwrap_or_default();
-    let mut stdin = tokio::io::stdin();
-    let mut sink = [0u8; 64];
     if storage == Storage::Managed.as_str() {
         let engine =
             ccproxy::engine::Engine::start(Arc::clone(&cfg), ccproxy::engine::Mode::Forward)
@@ -799,7 +824,7 @@ async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
             .context("the engine reports no forward listener")?;
         let log = ccproxy::cmd::flowlog::spawn(&engine.hub, engine.shutdown_token());
         println!("LISTEN {addr}");
-        while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
+        stdin_closed().await;
         engine.shutdown().await;
         log.abort();
         return Ok(());
@@ -818,7 +843,7 @@ async fn proxy_child(home: PathBuf) -> anyhow::Result<()> {
     let log = ccproxy::cmd::flowlog::spawn(&hub, shutdown.clone());
     let task = ccproxy::proxy::serve_forward(listener, state, shutdown.clone());
     println!("LISTEN {addr}");
-    while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
+    stdin_closed().await;
     shutdown.cancel();
     let _ = task.await;
     let _ = log.await;
