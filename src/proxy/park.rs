@@ -27,6 +27,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -200,42 +201,62 @@ where
     let idle = state.config.mitm.timeouts.idle_keepalive;
     // How long the connection may idle before the next check.
     let wait = park_after.unwrap_or(idle).min(idle);
-    let watchdog = tokio::time::sleep(wait);
-    tokio::pin!(watchdog);
+    // The watch is polled only when one of its own wake-ups fired, not at
+    // every wake-up of the connection (several per request): polling a
+    // cancellation token takes its lock.
+    let mut watch = FuturesUnordered::new();
+    watch.push(watch_for(conn, slot, wait));
     let mut closing = false;
     let mut parked = false;
     loop {
         tokio::select! {
+            biased;
             r = served.as_mut() => return (r, parked),
-            () = conn.shutdown.cancelled(), if !closing => {
-                closing = true;
-                graceful(served.as_mut());
-            }
-            () = slot.evicted(), if !closing => {
-                tracing::debug!("max_connections reached: closing this idle connection");
-                closing = true;
-                graceful(served.as_mut());
-            }
-            () = &mut watchdog, if !closing => match slot.idle_for() {
-                Some(d) if d >= idle => {
-                    tracing::debug!("idle_keepalive reached: closing");
+            Some(signal) = watch.next(), if !closing => match signal {
+                Signal::Shutdown => {
                     closing = true;
                     graceful(served.as_mut());
                 }
-                Some(d) if d >= wait => {
-                    // Idle between requests: hyper ends an idle connection
-                    // without writing, and its shutdown is skipped.
+                Signal::Evicted => {
+                    tracing::debug!("max_connections reached: closing this idle connection");
                     closing = true;
-                    parked = true;
-                    slot.set_parking(true);
                     graceful(served.as_mut());
                 }
-                Some(d) => watchdog
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + wait.saturating_sub(d)),
-                None => watchdog.as_mut().reset(tokio::time::Instant::now() + wait),
+                Signal::Watchdog => match slot.idle_for() {
+                    Some(d) if d >= idle => {
+                        tracing::debug!("idle_keepalive reached: closing");
+                        closing = true;
+                        graceful(served.as_mut());
+                    }
+                    Some(d) if d >= wait => {
+                        // Idle between requests: hyper ends an idle connection
+                        // without writing, and its shutdown is skipped.
+                        closing = true;
+                        parked = true;
+                        slot.set_parking(true);
+                        graceful(served.as_mut());
+                    }
+                    Some(d) => watch.push(watch_for(conn, slot, wait.saturating_sub(d))),
+                    None => watch.push(watch_for(conn, slot, wait)),
+                },
             },
         }
+    }
+}
+
+/// What ends a [`watch_for`].
+enum Signal {
+    Shutdown,
+    Evicted,
+    Watchdog,
+}
+
+/// The first of: shutdown, eviction, or `after` elapsed.
+async fn watch_for(conn: &Conn, slot: &super::limits::SlotState, after: Duration) -> Signal {
+    tokio::select! {
+        () = conn.shutdown.cancelled() => Signal::Shutdown,
+        () = slot.evicted() => Signal::Evicted,
+        () = tokio::time::sleep(after) => Signal::Watchdog,
     }
 }
 
