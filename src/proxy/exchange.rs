@@ -111,9 +111,11 @@ pub async fn proxy(
     );
     let upstream_req = Request::from_parts(parts, body);
 
+    // Boxed: the pool's future is some 3 KiB, and inline it would be
+    // copied into the timeout and again into this future's state.
     let sent = tokio::time::timeout(
         state.timeouts.response_head,
-        state.client.request(upstream_req),
+        Box::pin(state.client.request(upstream_req)),
     )
     .await;
     let resp = match sent {
@@ -330,7 +332,8 @@ async fn passthrough(
     // The pool picks the upstream protocol from the client's version.
     parts.uri = target;
     let req = Request::from_parts(parts, TeeBody::passthrough(Reclaim::new(body)));
-    match tokio::time::timeout(state.timeouts.response_head, state.client.request(req)).await {
+    let sent = Box::pin(state.client.request(req));
+    match tokio::time::timeout(state.timeouts.response_head, sent).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

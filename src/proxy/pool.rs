@@ -203,9 +203,17 @@ where
 
     /// Send `req` (absolute URI) upstream: h2 allowed when the client spoke h2
     /// (`req.version()` is `HTTP/2.0`), HTTP/1.1 otherwise.
-    pub async fn request(&self, req: Request<B>) -> Result<Response<ResponseBody>, PoolError> {
+    pub fn request(
+        &self,
+        req: Request<B>,
+    ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, PoolError>> + Send + '_
+    where
+        B: Send,
+    {
+        // Not an `async fn`: that would wrap `send`'s future in one more
+        // layer (and copy it once more) for a line of work.
         let h1_only = req.version() != Version::HTTP_2;
-        self.send(req, h1_only, false).await
+        self.send(req, h1_only, false)
     }
 
     /// Send an Upgrade request on a fresh HTTP/1.1 connection that is never
@@ -294,6 +302,9 @@ where
 
     fn origin(&self, key: &Key) -> Arc<Origin<B>> {
         let mut map = lock(&self.inner.origins);
+        if let Some(origin) = map.get(key) {
+            return Arc::clone(origin);
+        }
         Arc::clone(map.entry(key.clone()).or_insert_with(|| {
             Arc::new(Origin {
                 conns: Mutex::new(Conns {
@@ -609,12 +620,36 @@ fn key_of(uri: &Uri, h1_only: bool) -> Result<Key, PoolError> {
         .filter(|h| !h.is_empty())
         .ok_or_else(|| PoolError::NoHost(uri.to_string()))?;
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    // Built in place (one allocation, no formatting): once per request.
+    let mut authority = String::with_capacity(host.len() + 6);
+    authority.push_str(host);
+    authority.make_ascii_lowercase();
+    authority.push(':');
+    push_decimal(&mut authority, port);
     Ok(Key {
         https,
-        authority: format!("{}:{port}", host.to_ascii_lowercase()),
+        authority,
         h1_only: h1_only || !https,
         shard: super::workers::shard(),
     })
+}
+
+/// `n` in decimal at the end of `s`.
+fn push_decimal(s: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
+    }
 }
 
 /// The URI handed to the connector: `https://host:port/` or `http://host:port/`.
@@ -668,6 +703,11 @@ mod tests {
         let k = key_of(&"http://h:8080/".parse().expect("uri"), false).expect("key");
         assert!(!k.https && k.h1_only, "plain http is always HTTP/1.1");
         assert!(key_of(&"/relative".parse().expect("uri"), true).is_err());
+        for port in [1u16, 9, 10, 80, 8080, 65_535] {
+            let uri: Uri = format!("http://[::1]:{port}/").parse().expect("uri");
+            let k = key_of(&uri, true).expect("key");
+            assert_eq!(k.authority, format!("[::1]:{port}"));
+        }
     }
 
     #[test]
