@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -64,14 +64,22 @@ impl Analyzer {
 }
 
 /// Fan-out point between the listeners and everyone who wants flows.
+///
+/// Every exchange keeps a clone while it is in flight: two `Arc`s, one for
+/// what all clones share and one for the analysis stage (which the analysis
+/// thread's own clone leaves empty, so it never hands a flow to itself).
 #[derive(Clone)]
 pub struct FlowHub {
+    shared: Arc<Shared>,
+    stage: Arc<RwLock<Option<Stage>>>,
+}
+
+struct Shared {
     live: broadcast::Sender<Arc<FlowEvent>>,
-    sink: Arc<RwLock<Option<Arc<dyn FlowSink>>>>,
-    counters: Arc<HubCounters>,
+    sink: RwLock<Option<Arc<dyn FlowSink>>>,
+    counters: HubCounters,
     /// Subscribers that never look at live body chunks (the flow log).
     quiet: Arc<std::sync::atomic::AtomicUsize>,
-    stage: Arc<RwLock<Option<Stage>>>,
 }
 
 /// How long the analysis thread waits for more flows before it sleeps.
@@ -129,7 +137,7 @@ impl Drop for QuietReceiver {
 impl fmt::Debug for FlowHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlowHub")
-            .field("subscribers", &self.live.receiver_count())
+            .field("subscribers", &self.shared.live.receiver_count())
             .finish_non_exhaustive()
     }
 }
@@ -139,10 +147,12 @@ impl FlowHub {
     pub fn new(capacity: usize) -> Self {
         let (live, _) = broadcast::channel(capacity.max(16));
         Self {
-            live,
-            sink: Arc::new(RwLock::new(None)),
-            counters: Arc::new(HubCounters::default()),
-            quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            shared: Arc::new(Shared {
+                live,
+                sink: RwLock::new(None),
+                counters: HubCounters::default(),
+                quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            }),
             stage: Arc::new(RwLock::new(None)),
         }
     }
@@ -163,10 +173,7 @@ impl FlowHub {
             pending: Arc::clone(&pending),
         };
         let hub = Self {
-            live: self.live.clone(),
-            sink: Arc::clone(&self.sink),
-            counters: Arc::clone(&self.counters),
-            quiet: Arc::clone(&self.quiet),
+            shared: Arc::clone(&self.shared),
             stage: Arc::new(RwLock::new(None)),
         };
         let spawned = std::thread::Builder::new()
@@ -190,28 +197,28 @@ impl FlowHub {
 
     /// Attach the durable store; completed flows go there from now on.
     pub fn set_sink(&self, sink: Arc<dyn FlowSink>) {
-        if let Ok(mut s) = self.sink.write() {
+        if let Ok(mut s) = self.shared.sink.write() {
             *s = Some(sink);
         }
     }
 
     /// A viewer of whole flows that does not want live body chunks.
     pub fn subscribe_quiet(&self) -> QuietReceiver {
-        self.quiet.fetch_add(1, Ordering::Relaxed);
+        self.shared.quiet.fetch_add(1, Ordering::Relaxed);
         QuietReceiver {
-            rx: self.live.subscribe(),
-            quiet: Arc::clone(&self.quiet),
+            rx: self.shared.live.subscribe(),
+            quiet: Arc::clone(&self.shared.quiet),
         }
     }
 
     /// True when some subscriber may want live body chunks and progress events.
     pub fn wants_chunks(&self) -> bool {
-        self.live.receiver_count() > self.quiet.load(Ordering::Relaxed)
+        self.shared.live.receiver_count() > self.shared.quiet.load(Ordering::Relaxed)
     }
 
     /// A new live viewer. `RecvError::Lagged(n)` tells it how many it missed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FlowEvent>> {
-        self.live.subscribe()
+        self.shared.live.subscribe()
     }
 
     /// Request head seen. Like every progress event, published only while a
@@ -219,7 +226,7 @@ impl FlowHub {
     /// unpublished snapshot is not held by the channel, so the next phase
     /// changes the flow in place instead of copying it.
     pub fn started(&self, flow: Arc<Flow>) {
-        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.started.fetch_add(1, Ordering::Relaxed);
         if self.wants_chunks() {
             self.broadcast(FlowEvent::Started { flow });
         }
@@ -250,9 +257,11 @@ impl FlowHub {
     /// The exchange ended: analyse it (when an analyzer is set), count it,
     /// show it, store it.
     pub fn completed(&self, mut flow: Arc<Flow>) {
-        let stage = self.stage.read().ok().and_then(|s| s.clone());
-        if let Some(stage) = stage.filter(|s| (s.wants)(&flow)) {
+        // Under the read lock (writers only install the stage): no clone of it per flow.
+        let stage = self.stage.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stage) = stage.as_ref().filter(|s| (s.wants)(&flow)) {
             let limit = self
+                .shared
                 .sink
                 .read()
                 .ok()
@@ -273,6 +282,7 @@ impl FlowHub {
                 }
             }
         }
+        drop(stage);
         self.publish_completed(flow);
     }
 
@@ -294,7 +304,7 @@ impl FlowHub {
     }
 
     fn publish_completed(&self, flow: Arc<Flow>) {
-        let c = &self.counters;
+        let c = &self.shared.counters;
         c.completed.fetch_add(1, Ordering::Relaxed);
         if flow.error_type.is_some() {
             c.errors.fetch_add(1, Ordering::Relaxed);
@@ -304,8 +314,13 @@ impl FlowHub {
             .position(|t| *t == flow.traffic_type)
             .unwrap_or(3);
         c.by_type[idx].fetch_add(1, Ordering::Relaxed);
-        let sink = self.sink.read().ok().and_then(|s| s.clone());
-        if let Some(sink) = sink {
+        if let Some(sink) = self
+            .shared
+            .sink
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             sink.submit(Arc::clone(&flow));
         }
         self.broadcast(FlowEvent::Completed { flow });
@@ -313,12 +328,12 @@ impl FlowHub {
 
     fn broadcast(&self, ev: FlowEvent) {
         // No receivers is not an error: nobody is watching.
-        let _ = self.live.send(Arc::new(ev));
+        let _ = self.shared.live.send(Arc::new(ev));
     }
 
     /// Current counters.
     pub fn snapshot(&self) -> HubSnapshot {
-        let c = &self.counters;
+        let c = &self.shared.counters;
         let started = c.started.load(Ordering::Relaxed);
         let completed = c.completed.load(Ordering::Relaxed);
         HubSnapshot {
