@@ -91,20 +91,34 @@ const KEEP_SUFFIX: usize = 4;
 /// Tokens shorter than this are masked entirely.
 const MIN_PARTIAL: usize = 16;
 
-/// The last net: the shapes of provider keys, compiled once.
-static KEY_SHAPES: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?-u:\b)(?:",
-        r"sk-(?:ant|proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}",
-        r"|sk-[A-Za-z0-9]{32,}",
-        r"|AIza[0-9A-Za-z_\-]{35}",
-        r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
-        r"|gh[pousr]_[A-Za-z0-9]{36,}",
-        r"|github_pat_[A-Za-z0-9_]{22,}",
-        r"|xox[bpoas]-[A-Za-z0-9\-]{10,}",
-        r")"
-    ))
-    .expect("key-shape pattern compiles")
+/// The shapes of provider keys.
+const KEY_SHAPES_PATTERN: &str = concat!(
+    r"(?-u:\b)(?:",
+    r"sk-(?:ant|proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}",
+    r"|sk-[A-Za-z0-9]{32,}",
+    r"|AIza[0-9A-Za-z_\-]{35}",
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
+    r"|gh[pousr]_[A-Za-z0-9]{36,}",
+    r"|github_pat_[A-Za-z0-9_]{22,}",
+    r"|xox[bpoas]-[A-Za-z0-9\-]{10,}",
+    r")"
+);
+
+/// The last net: [`KEY_SHAPES_PATTERN`], compiled once.
+static KEY_SHAPES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(KEY_SHAPES_PATTERN).expect("key-shape pattern compiles"));
+
+/// The fewest bytes a [`KEY_SHAPES`] match takes, from the pattern itself:
+/// most header values are shorter and skip the scan (0, scanning all, if it
+/// cannot be worked out).
+static KEY_SHAPE_MIN: LazyLock<usize> = LazyLock::new(|| {
+    regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(KEY_SHAPES_PATTERN)
+        .ok()
+        .and_then(|hir| hir.properties().minimum_len())
+        .unwrap_or(0)
 });
 
 /// `"name": "value"` for the secret-named JSON fields (the value with its
@@ -427,6 +441,9 @@ fn json_field(c: &Captures<'_>) -> Vec<u8> {
 /// key (`ghp_…xoxb` before `-1234567890-abcdef`), they go too, so a second
 /// pass finds nothing more to do.
 fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
+    if hay.len() < *KEY_SHAPE_MIN {
+        return Cow::Borrowed(hay);
+    }
     replace_found(&KEY_SHAPES, hay, |c: &Captures<'_>| {
         let whole = &c[0];
         let end = c.get(0).map_or(hay.len(), |m| m.end());
@@ -477,10 +494,13 @@ pub fn copy_headers(headers: &http::HeaderMap) -> Headers {
     headers
         .iter()
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
+            let value = value.as_bytes();
+            // Nearly every value is ASCII: checked at SIMD speed, copied once.
+            let value = match std::str::from_utf8(value) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(value).into_owned(),
+            };
+            (name.as_str().to_owned(), value)
         })
         .collect()
 }
@@ -575,6 +595,25 @@ mod tests {
 
     /// Found by the redact fuzz target: the kept last 4 of a GitHub token
     /// and the text after it read as a Slack token on a second pass.
+    #[test]
+    fn text_shorter_than_any_key_shape_is_not_scanned_and_the_shortest_still_is() {
+        // By hand from the pattern: `xox?-` and ten more is the shortest shape.
+        assert_eq!(*KEY_SHAPE_MIN, 15);
+        let shortest = "xoxb-0123456789";
+        assert_eq!(shortest.len(), 15);
+        assert!(matches!(key_shapes_str(shortest), Cow::Owned(_)));
+        assert!(matches!(key_shapes_str(&shortest[..14]), Cow::Borrowed(_)));
+        let mut h = HeaderMap::new();
+        h.append("x-slack", HeaderValue::from_static("xoxb-0123456789"));
+        h.append("accept", HeaderValue::from_static("*/*"));
+        let got = captured(&h, &[]);
+        assert_ne!(
+            got[0].1, "xoxb-0123456789",
+            "a 15-byte key in a header is redacted"
+        );
+        assert_eq!(got[1].1, "*/*");
+    }
+
     #[test]
     fn a_kept_tail_never_starts_another_key() {
         let r = Redactor::new(&[], &[]);
