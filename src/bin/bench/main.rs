@@ -1,6 +1,7 @@
 //! `ccproxy-bench [proxy|store|team|tui|llm|sessions|all]`: side-by-side figures and ratios
 //! (never asserted as timings in tests). See README.md "Benchmark".
 
+mod floor;
 mod llm;
 mod proxy;
 mod sessions;

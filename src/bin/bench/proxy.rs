@@ -74,6 +74,9 @@ pub async fn run() -> anyhow::Result<()> {
     if let Some(dir) = std::env::var_os(UPSTREAM_CHILD_ENV) {
         return upstream_child(PathBuf::from(dir)).await;
     }
+    if let Ok(upstream) = std::env::var(super::floor::FLOOR_ENV) {
+        return super::floor::child(upstream.parse()?).await;
+    }
     let secs: f64 = std::env::var("CCPROXY_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -114,6 +117,20 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
             }
         }
         None => None,
+    };
+    // Where ccproxy's cost goes: the same engine with the upstream in
+    // `excluded_hosts` (its own path, nothing captured) and a bare hyper
+    // forwarder, beside it in the plain-HTTP rows.
+    let mut breakdown = if std::env::var_os(BREAKDOWN_ENV).is_some() {
+        match Breakdown::start(dir, &upstream).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                println!("breakdown columns: not measured ({e:#})");
+                None
+            }
+        }
+    } else {
+        None
     };
     let nginx = match Nginx::start(dir, upstream.http).await {
         Ok(n) => n,
@@ -189,21 +206,24 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
                 Some(n.pid),
             ));
         }
-        for (name, p) in [
+        let extra = breakdown.as_ref().map_or_else(Vec::new, Breakdown::sides);
+        for (name, addr, pid) in [
             (SIDES[2], Some(&proxy)),
             (SIDES[3], with_db.as_ref()),
             ("baseline", baseline.as_ref()),
-        ] {
-            if let Some(p) = p {
-                sides.push((
-                    name,
-                    Target::Plain {
-                        connect: p.addr,
-                        prefix: format!("http://{}", upstream.http),
-                    },
-                    Some(p.pid),
-                ));
-            }
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.map(|p| (name, p.addr, p.pid)))
+        .chain(extra)
+        {
+            sides.push((
+                name,
+                Target::Plain {
+                    connect: addr,
+                    prefix: format!("http://{}", upstream.http),
+                },
+                Some(pid),
+            ));
         }
         let row = compare(&case, &sides, window).await;
         if conc == 32 {
@@ -257,6 +277,9 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
     if let Some(b) = baseline.as_mut() {
         let _ = b.child.kill().await;
     }
+    if let Some(b) = breakdown.as_mut() {
+        b.stop().await;
+    }
     if let Some(p) = with_db.as_mut() {
         // The managed cluster stops with it.
         stop_child(&mut p.child, p.stdin.take(), Duration::from_secs(20)).await;
@@ -295,6 +318,7 @@ async fn bench(dir: &Path, window: Duration) -> anyhow::Result<()> {
     println!();
     print_targets(&rows, sse.as_ref().ok(), idle.as_ref().ok());
     print_baseline(&rows);
+    print_breakdown(&rows);
     Ok(())
 }
 
@@ -338,6 +362,101 @@ async fn idle_connections(
         }
     }
     Ok((opened, rss))
+}
+
+/// Set to measure the breakdown columns (see [`Breakdown`]).
+const BREAKDOWN_ENV: &str = "CCPROXY_BENCH_BREAKDOWN";
+/// The breakdown columns: the engine without capture, and bare hyper.
+const NO_CAPTURE: &str = "no-capture";
+const FLOOR: &str = "hyper";
+
+/// The children of the breakdown columns.
+struct Breakdown {
+    no_capture: ProxyUnderTest,
+    floor: tokio::process::Child,
+    floor_addr: SocketAddr,
+    floor_pid: u32,
+}
+
+impl Breakdown {
+    async fn start(dir: &Path, upstream: &Upstream) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("find the benchmark binary")?;
+        let home = dir.join(format!("home-{NO_CAPTURE}"));
+        std::fs::create_dir_all(&home)?;
+        std::fs::write(
+            home.join("ccproxy.yaml"),
+            format!(
+                "ccproxy:\n  mitm:\n    excluded_hosts: [\"{}\"]\n",
+                upstream.http.ip()
+            ),
+        )?;
+        let no_capture = start_proxy_exe(dir, upstream, Storage::Off, NO_CAPTURE, &exe).await?;
+        let log = std::fs::File::create(dir.join("floor.log"))?;
+        let mut floor = tokio::process::Command::new(&exe)
+            .arg("proxy")
+            .env(super::floor::FLOOR_ENV, upstream.http.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the hyper forwarder")?;
+        let floor_pid = floor.id().context("hyper forwarder pid")?;
+        let floor_addr = announced(
+            &mut floor,
+            "LISTEN ",
+            "hyper forwarder",
+            Duration::from_secs(30),
+        )
+        .await?
+        .parse()?;
+        Ok(Self {
+            no_capture,
+            floor,
+            floor_addr,
+            floor_pid,
+        })
+    }
+
+    fn sides(&self) -> Vec<(&'static str, SocketAddr, u32)> {
+        vec![
+            (NO_CAPTURE, self.no_capture.addr, self.no_capture.pid),
+            (FLOOR, self.floor_addr, self.floor_pid),
+        ]
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.no_capture.child.kill().await;
+        let _ = self.floor.kill().await;
+    }
+}
+
+/// Where ccproxy's CPU per request goes at 1 KiB c=32, from the breakdown columns.
+fn print_breakdown(rows: &[Row]) {
+    let Some(row) = rows
+        .iter()
+        .find(|r| r.label == "http keep-alive 1 KiB  c=32")
+    else {
+        return;
+    };
+    let (Some(floor), Some(engine), Some(full)) =
+        (row.side(FLOOR), row.side(NO_CAPTURE), row.side(SIDES[2]))
+    else {
+        return;
+    };
+    let of_nginx = |f: &Figures| {
+        row.side(SIDES[1])
+            .map_or_else(|| "-".to_string(), |n| format!("{:.2}", f.rps / n.rps))
+    };
+    println!(
+        "breakdown at 1 KiB c=32 (cpu ms per request; ÷ nginx): hyper alone {:.4} ({}), + the engine's own path {:.4} ({}), + capture {:.4} ({})",
+        floor.cpu_per_req_ms,
+        of_nginx(floor),
+        engine.cpu_per_req_ms - floor.cpu_per_req_ms,
+        of_nginx(engine),
+        full.cpu_per_req_ms - engine.cpu_per_req_ms,
+        of_nginx(full),
+    );
 }
 
 /// nginx as a reverse proxy with upstream keep-alive, the usual yardstick.
@@ -561,7 +680,7 @@ async fn upstream_child(dir: PathBuf) -> anyhow::Result<()> {
 }
 
 /// A child's run ends when its parent closes (or loses) its stdin.
-async fn stdin_closed() {
+pub(crate) async fn stdin_closed() {
     let mut stdin = tokio::io::stdin();
     let mut sink = [0u8; 64];
     while stdin.read(&mut sink).await.unwrap_or(0) > 0 {}
@@ -1263,7 +1382,7 @@ fn print_rows(rows: &[Row]) {
                         base.filter(|_| *name != "direct")
                             .map_or_else(|| "-".to_string(), |b| format!("{:.2}", f.rps / b.rps))
                     };
-                    let nginx_ratio = if name.starts_with("ccproxy") {
+                    let nginx_ratio = if *name != "direct" && *name != "nginx" {
                         ratio(nginx)
                     } else {
                         "-".into()
