@@ -8,7 +8,6 @@
 //! that thread falls behind by more than [`BACKLOG`] flows, the excess is
 //! counted and skipped.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::Arc;
@@ -110,7 +109,11 @@ fn write_lines(entries: &Receiver<Entry>) {
             break;
         };
         let _ = match entry {
-            Entry::Flow(flow) => writeln!(out, "{}", line(&flow)),
+            Entry::Flow(flow) => {
+                let mut l = line(&flow);
+                l.push('\n');
+                out.write_all(l.as_bytes())
+            }
             Entry::Skipped(n) => writeln!(out, "(flow log fell behind: {n} events skipped)"),
         };
         // A steady trickle never leaves the queue dry: write out at least
@@ -124,33 +127,38 @@ fn write_lines(entries: &Receiver<Entry>) {
 }
 
 /// One log line: time, traffic type, method, status, host+path, duration, sizes.
-/// Written field by field (no format-string parsing for the time, no float
-/// formatting): the line is built for every proxied exchange.
+/// Written piece by piece (no `fmt` machinery, no float formatting): the
+/// line is built for every proxied exchange.
 pub fn line(flow: &Flow) -> String {
     use chrono::Timelike as _;
     let mut s = String::with_capacity(128);
     let t = flow.start_time;
     let millis = (t.nanosecond() / 1_000_000).min(999);
-    let _ = write!(
-        s,
-        "{:02}:{:02}:{:02}.{millis:03} {:<5} {:<7} ",
-        t.hour(),
-        t.minute(),
-        t.second(),
-        flow.traffic_type.as_str(),
-        sanitize(&flow.method),
-    );
+    digits(&mut s, u64::from(t.hour()), 2);
+    s.push(':');
+    digits(&mut s, u64::from(t.minute()), 2);
+    s.push(':');
+    digits(&mut s, u64::from(t.second()), 2);
+    s.push('.');
+    digits(&mut s, u64::from(millis), 3);
+    s.push(' ');
+    padded(&mut s, flow.traffic_type.as_str(), 5);
+    s.push(' ');
+    padded(&mut s, &sanitize(&flow.method), 7);
+    s.push(' ');
     match flow.status_code {
-        Some(c) => {
-            let _ = write!(s, "{c}");
-        }
+        Some(c) => digits(&mut s, u64::from(c), 1),
         None => s.push_str("---"),
     }
-    let _ = write!(s, " {}{} ", sanitize(&flow.host), sanitize(&flow.path));
+    s.push(' ');
+    s.push_str(&sanitize(&flow.host));
+    s.push_str(&sanitize(&flow.path));
+    s.push(' ');
     match flow.duration_ms {
         Some(d) => {
             let tenths = (d * 10.0).round() as u64;
-            let _ = write!(s, "{}.{}ms", tenths / 10, tenths % 10);
+            tenths_of(&mut s, tenths);
+            s.push_str("ms");
         }
         None => s.push('-'),
     }
@@ -159,28 +167,61 @@ pub fn line(flow: &Flow) -> String {
     s.push_str(" ↓");
     size(&mut s, flow.response_body_size);
     if let Some(kind) = flow.error_type {
-        let _ = write!(
-            s,
-            " error={} {}",
-            kind.as_str(),
-            sanitize(flow.error_message.as_deref().unwrap_or_default())
-        );
+        s.push_str(" error=");
+        s.push_str(kind.as_str());
+        s.push(' ');
+        s.push_str(&sanitize(flow.error_message.as_deref().unwrap_or_default()));
     }
     s
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn digits(s: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    for &b in &buf[start..] {
+        s.push(char::from(b));
+    }
+}
+
+/// `text`, then spaces up to `width` characters.
+fn padded(s: &mut String, text: &str, width: usize) {
+    s.push_str(text);
+    for _ in text.chars().count()..width {
+        s.push(' ');
+    }
+}
+
+/// `tenths / 10` `.` `tenths % 10`.
+fn tenths_of(s: &mut String, tenths: u64) {
+    digits(s, tenths / 10, 1);
+    s.push('.');
+    digits(s, tenths % 10, 1);
 }
 
 /// `512B`, `2.0KB`, `1.5MB` (tenths rounded).
 fn size(s: &mut String, n: u64) {
     let (unit, div) = match n {
         0..1024 => {
-            let _ = write!(s, "{n}B");
+            digits(s, n, 1);
+            s.push('B');
             return;
         }
         1024..1_048_576 => ("KB", 1024u128),
         _ => ("MB", 1_048_576u128),
     };
     let tenths = (u128::from(n) * 10 + div / 2) / div;
-    let _ = write!(s, "{}.{}{unit}", tenths / 10, tenths % 10);
+    tenths_of(s, u64::try_from(tenths).unwrap_or(u64::MAX));
+    s.push_str(unit);
 }
 
 #[cfg(test)]
@@ -219,5 +260,19 @@ mod tests {
         assert!(l.contains(" --- ") && l.contains(" - ↑1.5MB ↓1023B"), "{l}");
         let time = &l[..12];
         assert_eq!(time, f.start_time.format("%H:%M:%S%.3f").to_string());
+        // Wide numbers and padding as `format!` would write them.
+        f.status_code = Some(7);
+        f.duration_ms = Some(123_456.78);
+        f.method = "PROPPATCH".into();
+        f.traffic_type = TrafficType::Mcp;
+        f.request_body_size = 0;
+        f.response_body_size = 5 * 1_048_576 + 1;
+        let l = line(&f);
+        assert!(
+            l.contains(
+                " mcp   PROPPATCH 7 api.anthropic.com/v1/messages␛[2J 123456.8ms ↑0B ↓5.0MB"
+            ),
+            "{l}"
+        );
     }
 }

@@ -216,7 +216,7 @@ pub fn decode(line: &str) -> Result<Feed, String> {
 /// Adapt a hub subscription into a bounded viewer queue, with a status item
 /// every second and `Lagged(n)` when the viewer fell behind.
 pub fn pump(
-    mut rx: broadcast::Receiver<Arc<FlowEvent>>,
+    mut rx: crate::flow::LiveReceiver,
     status: StatusFn,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Feed> {

@@ -78,8 +78,8 @@ struct Shared {
     live: broadcast::Sender<Arc<FlowEvent>>,
     sink: RwLock<Option<Arc<dyn FlowSink>>>,
     counters: HubCounters,
-    /// Subscribers that never look at live body chunks (the flow log).
-    quiet: Arc<std::sync::atomic::AtomicUsize>,
+    /// Live viewers subscribed ([`LiveReceiver`]s not yet dropped).
+    viewers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How long the analysis thread waits for more flows before it sleeps.
@@ -125,12 +125,34 @@ struct Stage {
 pub struct QuietReceiver {
     /// The events (chunks may still appear while a live viewer is subscribed).
     pub rx: broadcast::Receiver<Arc<FlowEvent>>,
-    quiet: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Drop for QuietReceiver {
+/// A live viewer: progress events and body chunks are published while one
+/// is subscribed. Counted until dropped, so the proxy's hot path asks an
+/// atomic whether anyone watches (the channel's own receiver count takes a
+/// lock).
+pub struct LiveReceiver {
+    /// The events.
+    pub rx: broadcast::Receiver<Arc<FlowEvent>>,
+    live: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for LiveReceiver {
     fn drop(&mut self) {
-        self.quiet.fetch_sub(1, Ordering::Relaxed);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for LiveReceiver {
+    type Target = broadcast::Receiver<Arc<FlowEvent>>;
+    fn deref(&self) -> &Self::Target {
+        &self.rx
+    }
+}
+
+impl std::ops::DerefMut for LiveReceiver {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.rx
     }
 }
 
@@ -151,7 +173,7 @@ impl FlowHub {
                 live,
                 sink: RwLock::new(None),
                 counters: HubCounters::default(),
-                quiet: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                viewers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             }),
             stage: Arc::new(RwLock::new(None)),
         }
@@ -204,21 +226,23 @@ impl FlowHub {
 
     /// A viewer of whole flows that does not want live body chunks.
     pub fn subscribe_quiet(&self) -> QuietReceiver {
-        self.shared.quiet.fetch_add(1, Ordering::Relaxed);
         QuietReceiver {
             rx: self.shared.live.subscribe(),
-            quiet: Arc::clone(&self.shared.quiet),
         }
     }
 
     /// True when some subscriber may want live body chunks and progress events.
     pub fn wants_chunks(&self) -> bool {
-        self.shared.live.receiver_count() > self.shared.quiet.load(Ordering::Relaxed)
+        self.shared.viewers.load(Ordering::Relaxed) > 0
     }
 
     /// A new live viewer. `RecvError::Lagged(n)` tells it how many it missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FlowEvent>> {
-        self.shared.live.subscribe()
+    pub fn subscribe(&self) -> LiveReceiver {
+        self.shared.viewers.fetch_add(1, Ordering::Relaxed);
+        LiveReceiver {
+            rx: self.shared.live.subscribe(),
+            live: Arc::clone(&self.shared.viewers),
+        }
     }
 
     /// Request head seen. Like every progress event, published only while a

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use hub::{FlowHub, HubCounters, HubSnapshot, QuietReceiver};
+pub use hub::{FlowHub, HubCounters, HubSnapshot, LiveReceiver, QuietReceiver};
 pub use websocket::{WsFrom, WsMessage, WsOpcode};
 
 /// Which listener saw the exchange.

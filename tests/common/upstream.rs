@@ -224,7 +224,7 @@ pub struct TestProxy {
     pub hub: FlowHub,
     pub state: Arc<ProxyState>,
     pub home: tempfile::TempDir,
-    events: broadcast::Receiver<Arc<FlowEvent>>,
+    events: ccproxy::flow::LiveReceiver,
     shutdown: CancellationToken,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
