@@ -494,13 +494,10 @@ pub fn copy_headers(headers: &http::HeaderMap) -> Headers {
     headers
         .iter()
         .map(|(name, value)| {
-            let value = value.as_bytes();
-            // Nearly every value is ASCII: checked at SIMD speed, copied once.
-            let value = match std::str::from_utf8(value) {
-                Ok(v) => v.to_owned(),
-                Err(_) => String::from_utf8_lossy(value).into_owned(),
-            };
-            (name.as_str().to_owned(), value)
+            (
+                name.as_str().to_owned(),
+                crate::flow::lossy(value.as_bytes()).into_owned(),
+            )
         })
         .collect()
 }

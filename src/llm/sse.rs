@@ -145,7 +145,7 @@ fn split_field(line: &[u8]) -> Option<(&'static str, std::borrow::Cow<'_, str>)>
         b"event" => "event",
         _ => return Some(("", std::borrow::Cow::Borrowed(""))),
     };
-    Some((field, String::from_utf8_lossy(value)))
+    Some((field, crate::flow::lossy(value)))
 }
 
 /// True when a body looks like an event stream (for bodies stored without a content type).

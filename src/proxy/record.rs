@@ -285,5 +285,5 @@ pub fn header_string<K: http::header::AsHeaderName>(
 ) -> Option<String> {
     headers
         .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .map(|v| crate::flow::lossy(v.as_bytes()).into_owned())
 }
