@@ -173,7 +173,7 @@ pub fn request_flow(
     let mut flow = Flow::new(
         conn.direction(),
         parts.method.as_str(),
-        &target.to_string(),
+        &super::record::uri_text(target),
         host,
         path,
     );
@@ -181,14 +181,14 @@ pub fn request_flow(
     // Unredacted here: `Record::start` redacts the whole flow before anyone sees it.
     flow.request_headers = copy_headers(&parts.headers);
     flow.request_content_type = header_string(&parts.headers, header::CONTENT_TYPE);
-    flow.client_ip = Some(conn.client.ip().to_string());
+    flow.client_ip = Some(super::record::ip_text(conn.client.ip()));
     flow.is_https = is_https;
     // Known before connecting; the real peer address replaces them on answer.
     flow.server_port = target.port_u16().or(Some(if is_https { 443 } else { 80 }));
     flow.server_ip = host
         .parse::<std::net::IpAddr>()
         .ok()
-        .map(|ip| ip.to_string());
+        .map(super::record::ip_text);
     flow.traffic_type = classify(host, target.path(), &cfg.llm_hosts);
     flow.session_id = header_string(&parts.headers, "x-claude-code-session-id");
     flow

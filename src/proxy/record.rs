@@ -108,7 +108,7 @@ impl Record {
             f.response_content_type = header_string(headers, http::header::CONTENT_TYPE);
             f.ttfb_ms = Some(ttfb);
             if let Some(addr) = server {
-                f.server_ip = Some(addr.ip().to_string());
+                f.server_ip = Some(ip_text(addr.ip()));
                 f.server_port = Some(addr.port());
             }
             self.redactor.response_head(f);
@@ -286,4 +286,75 @@ pub fn header_string<K: http::header::AsHeaderName>(
     headers
         .get(name)
         .map(|v| crate::flow::lossy(v.as_bytes()).into_owned())
+}
+
+/// An IP address as `to_string` writes it; IPv4 (nearly every address a
+/// proxy on loopback or a LAN sees) without the `fmt` machinery, since two
+/// are written for every exchange.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
+}
+
+/// An absolute URI as `to_string` writes it (`scheme://authority/path?query`),
+/// built by pushes; anything else through `to_string`.
+pub fn uri_text(uri: &http::Uri) -> String {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return uri.to_string();
+    };
+    let pq = uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let mut s = String::with_capacity(scheme.len() + 3 + authority.as_str().len() + pq.len());
+    s.push_str(scheme);
+    s.push_str("://");
+    s.push_str(authority.as_str());
+    s.push_str(pq);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_and_uri_text_match_to_string() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.9.100.255",
+            "192.168.1.20",
+            "::1",
+            "fe80::1:2",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for uri in [
+            "http://127.0.0.1:8080/v1/messages?beta=true",
+            "https://api.anthropic.com/v1/messages",
+            "http://h",
+            "https://[::1]:8443/a?b=%20c",
+            "/origin/form",
+        ] {
+            let uri: http::Uri = uri.parse().expect("uri");
+            assert_eq!(uri_text(&uri), uri.to_string());
+        }
+    }
 }
