@@ -108,6 +108,17 @@ const KEY_SHAPES_PATTERN: &str = concat!(
 static KEY_SHAPES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(KEY_SHAPES_PATTERN).expect("key-shape pattern compiles"));
 
+thread_local! {
+    /// This thread's handle on [`KEY_SHAPES`] (the compiled program is
+    /// shared). A regex keeps its search caches in a pool whose fast path
+    /// serves only the thread that first used it; every other thread takes
+    /// a cache from behind a lock. Asked several times per exchange on every
+    /// proxy worker, each thread asks its own clone.
+    static KEY_SHAPES_HERE: Regex = KEY_SHAPES.clone();
+    /// This thread's handle on [`SECRET_FIELD`], for the same reason.
+    static SECRET_FIELD_HERE: Regex = SECRET_FIELD.clone();
+}
+
 /// The fewest bytes a [`KEY_SHAPES`] match takes, from the pattern itself:
 /// most header values are shorter and skip the scan (0, scanning all, if it
 /// cannot be worked out).
@@ -316,9 +327,8 @@ impl Redactor {
             return body.clone();
         }
         let mut out: Cow<'_, [u8]> = Cow::Borrowed(body);
-        if may_hold_secret_field(&out) {
-            if let Cow::Owned(b) =
-                replace_found(&SECRET_FIELD, &out, |c: &Captures<'_>| json_field(c))
+        if may_hold_secret_field(&out) && SECRET_FIELD_HERE.with(|re| re.is_match(&out)) {
+            if let Cow::Owned(b) = SECRET_FIELD.replace_all(&out, |c: &Captures<'_>| json_field(c))
             {
                 out = Cow::Owned(b);
             }
@@ -444,7 +454,13 @@ fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
     if hay.len() < *KEY_SHAPE_MIN {
         return Cow::Borrowed(hay);
     }
-    replace_found(&KEY_SHAPES, hay, |c: &Captures<'_>| {
+    // `is_match` first: nearly no text holds a key, and it answers without
+    // the capture slots `replace_all` allocates on every call.
+    let found = KEY_SHAPES_HERE.with(|re| re.is_match(hay));
+    if !found {
+        return Cow::Borrowed(hay);
+    }
+    KEY_SHAPES.replace_all(hay, |c: &Captures<'_>| {
         let whole = &c[0];
         let end = c.get(0).map_or(hay.len(), |m| m.end());
         let r = redact_token(&String::from_utf8_lossy(whole));
@@ -461,21 +477,6 @@ fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
         }
         r.into_bytes()
     })
-}
-
-/// `re.replace_all`, asking `is_match` first: nearly every header value and
-/// body holds no secret, and `is_match` answers that without the capture
-/// slots `replace_all` allocates on every call.
-fn replace_found<'h>(
-    re: &Regex,
-    hay: &'h [u8],
-    rep: impl FnMut(&Captures<'_>) -> Vec<u8>,
-) -> Cow<'h, [u8]> {
-    if re.is_match(hay) {
-        re.replace_all(hay, rep)
-    } else {
-        Cow::Borrowed(hay)
-    }
 }
 
 /// The key-shape net over text.
