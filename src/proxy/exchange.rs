@@ -484,37 +484,64 @@ pub fn bad_request(text: String) -> Response<ProxyBody> {
 
 /// Remove the headers that describe one connection, not the message (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names instead of a hashed
-    // removal per name.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names finds which are there (most messages carry
+    // none, most of the rest only `Connection`); only those are removed,
+    // each a hashed lookup.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        } else if name == header::TE {
+            present |= TE_BIT;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let listed: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    if present & 1 != 0 {
+        // `HOP_BY_HOP[0]` is `Connection`: the names it lists go too, those
+        // removed anyway (`keep-alive`, `upgrade`) skipped.
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|n| {
+                !n.is_empty()
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(n))
+            })
+            .filter_map(|n| HeaderName::from_bytes(n).ok())
             .collect();
         for name in listed {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
-    if headers
-        .get(header::TE)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    if present & TE_BIT != 0
+        && headers
+            .get(header::TE)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         headers.remove(header::TE);
     }
 }
 
+/// [`strip_hop_by_hop`]'s bit for `TE` (after those of [`HOP_BY_HOP`]).
+const TE_BIT: u16 = 1 << HOP_BY_HOP_LEN;
+
+/// How many names [`HOP_BY_HOP`] holds.
+const HOP_BY_HOP_LEN: usize = 9;
+
 /// The names [`strip_hop_by_hop`] always removes. `Expect` is among them:
 /// we answer `Expect: 100-continue` to the client ourselves (hyper does, once
 /// the body is read); the upstream gets the body straight away.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     header::CONNECTION,
     header::PROXY_AUTHORIZATION,
     header::PROXY_AUTHENTICATE,
@@ -525,12 +552,6 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
 ];
-
-/// A name [`strip_hop_by_hop`] may remove: one of [`HOP_BY_HOP`], or `TE`
-/// (names a `Connection` header lists are only removed when it is present).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == header::TE
-}
 
 /// `base` (an http(s) URL, maybe with a path prefix) joined with a request's path and query.
 pub fn join_url(base: &str, path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
@@ -550,8 +571,13 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Hop ,Keep-Alive"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("x-other"));
         h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("2"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("gzip"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
