@@ -289,27 +289,35 @@ impl<B> Drop for TeeBody<B> {
 /// The client's request body, shared with the handler: when the upstream
 /// fails before reading it (connect, DNS, TLS, timeout), the handler takes
 /// back what is left and reads it into the flow, so a failed exchange keeps
-/// its request. Polling takes an uncontended lock.
+/// its request. Polling takes an uncontended lock; a body that is empty
+/// from the start (most requests) is neither shared nor locked.
 #[derive(Debug, Clone)]
-pub struct Reclaim(Arc<std::sync::Mutex<Option<Incoming>>>);
+pub struct Reclaim(Option<Arc<std::sync::Mutex<Option<Incoming>>>>);
 
 impl Reclaim {
     /// Share `body`.
     pub fn new(body: Incoming) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(Some(body))))
+        if body.is_end_stream() {
+            return Self(None);
+        }
+        Self(Some(Arc::new(std::sync::Mutex::new(Some(body)))))
     }
 
     /// What the upstream left unread (`None` once a clone has taken it).
     pub fn take(&self) -> Option<Incoming> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        self.0.as_ref().and_then(|shared| {
+            shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(Option<&mut Incoming>) -> T) -> T {
-        let mut g = self
-            .0
+        let Some(shared) = &self.0 else {
+            return f(None);
+        };
+        let mut g = shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(g.as_mut())
