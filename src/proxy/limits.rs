@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
+
+use super::clock;
 use tokio_util::sync::CancellationToken;
 
 const IDLE: u8 = 0;
@@ -23,12 +25,6 @@ const BUSY: u8 = 2;
 /// File descriptors kept back from the connection cap (listeners, the store,
 /// logs, the control socket, certificate files).
 const FD_RESERVE: u64 = 64;
-
-/// Milliseconds since the first call (a cheap monotonic clock for slots).
-fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
 
 /// The open client connections of one engine.
 #[derive(Debug)]
@@ -46,7 +42,7 @@ pub struct Connections {
 pub struct SlotState {
     phase: AtomicU8,
     in_flight: AtomicUsize,
-    /// When the phase last changed (see [`now_ms`]).
+    /// When the phase last changed (see [`clock::now_ms`]).
     since: AtomicU64,
     /// Cancelled to make the connection close (cap reached).
     evict: CancellationToken,
@@ -61,7 +57,7 @@ impl SlotState {
         Self {
             phase: AtomicU8::new(IDLE),
             in_flight: AtomicUsize::new(0),
-            since: AtomicU64::new(now_ms()),
+            since: AtomicU64::new(clock::now_ms()),
             evict: CancellationToken::new(),
             idle_waker: AtomicWaker::new(),
             parking: AtomicBool::new(false),
@@ -75,7 +71,7 @@ impl SlotState {
             .compare_exchange(IDLE, HEAD, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            self.since.store(now_ms(), Ordering::Relaxed);
+            self.since.store(clock::now_ms(), Ordering::Relaxed);
         }
     }
 
@@ -100,7 +96,9 @@ impl SlotState {
     /// How long the connection has been idle (`None` while busy or in a head).
     pub fn idle_for(&self) -> Option<Duration> {
         (self.phase.load(Ordering::Relaxed) == IDLE).then(|| {
-            Duration::from_millis(now_ms().saturating_sub(self.since.load(Ordering::Relaxed)))
+            Duration::from_millis(
+                clock::now_ms().saturating_sub(self.since.load(Ordering::Relaxed)),
+            )
         })
     }
 
@@ -129,7 +127,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let s = &self.0;
         if s.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            s.since.store(now_ms(), Ordering::Relaxed);
+            s.since.store(clock::now_ms(), Ordering::Relaxed);
             s.phase.store(IDLE, Ordering::Relaxed);
             s.idle_waker.wake();
         }

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod body;
 pub mod ca;
+mod clock;
 pub mod connect;
 pub mod exchange;
 pub mod forward;

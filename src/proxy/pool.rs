@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri, Version};
@@ -38,6 +38,7 @@ use hyper_util::client::legacy::connect::{Connection, HttpInfo};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::clock;
 use super::upstream::Connector;
 
 /// Most streams the pool puts on one upstream h2 connection before it opens
@@ -116,7 +117,6 @@ struct Inner<B> {
     streams_per_connection: usize,
     origins: Mutex<HashMap<Key, Arc<Origin<B>>>>,
     stats: PoolStats,
-    epoch: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -153,7 +153,8 @@ struct H2Conn<B> {
 struct IdleH1<B> {
     send: http1::SendRequest<B>,
     info: Option<HttpInfo>,
-    since: Instant,
+    /// When it came back ([`clock::now_ms`]).
+    since: u64,
 }
 
 enum Fresh<B> {
@@ -191,7 +192,6 @@ where
                 streams_per_connection: streams_per_connection.max(1),
                 origins: Mutex::new(HashMap::new()),
                 stats: PoolStats::default(),
-                epoch: Instant::now(),
             }),
         }
     }
@@ -319,7 +319,7 @@ where
 
     /// A live connection with room: the least busy h2 one, else the newest idle h1 one.
     fn checkout(&self, origin: &Origin<B>) -> Option<Fresh<B>> {
-        let now = self.now_ms();
+        let now = clock::now_ms();
         let idle_ms = IDLE_TIMEOUT.as_millis() as u64;
         let mut conns = lock(&origin.conns);
         conns.h2.retain(|c| {
@@ -344,7 +344,7 @@ where
         while i > 0 {
             i -= 1;
             let c = &conns.idle[i];
-            if c.since.elapsed() > IDLE_TIMEOUT || c.send.is_closed() {
+            if now.saturating_sub(c.since) > idle_ms || c.send.is_closed() {
                 conns.idle.remove(i);
             } else if c.send.is_ready() {
                 let c = conns.idle.remove(i);
@@ -358,10 +358,6 @@ where
         let server = c.load.server_max.load(Ordering::Relaxed);
         let server = if server == 0 { usize::MAX } else { server };
         self.inner.streams_per_connection.min(server)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.inner.epoch.elapsed().as_millis() as u64
     }
 
     async fn connect(&self, key: &Key) -> Result<Fresh<B>, PoolError> {
@@ -390,7 +386,7 @@ where
                 .map_err(PoolError::Handshake)?;
             let load = Arc::new(Load {
                 in_flight: AtomicUsize::new(1),
-                last_used: AtomicU64::new(self.now_ms()),
+                last_used: AtomicU64::new(clock::now_ms()),
                 server_max: AtomicUsize::new(usize::MAX),
             });
             let watched = Arc::clone(&load);
@@ -432,7 +428,6 @@ where
         *req.version_mut() = Version::HTTP_2;
         let guard = StreamGuard {
             load: Arc::clone(&conn.load),
-            epoch: self.inner.epoch,
         };
         let mut send = conn.send.clone();
         let resp = send.send_request(req).await.map_err(PoolError::Request)?;
@@ -471,7 +466,7 @@ where
                     conns.idle.push(IdleH1 {
                         send,
                         info: back,
-                        since: Instant::now(),
+                        since: clock::now_ms(),
                     });
                 }
             })))
@@ -499,7 +494,7 @@ impl<B> Retry<B> {
 #[derive(Debug, Default)]
 struct Load {
     in_flight: AtomicUsize,
-    /// Milliseconds since the pool's epoch.
+    /// When the last stream ended ([`clock::now_ms`]).
     last_used: AtomicU64,
     /// The server's `SETTINGS_MAX_CONCURRENT_STREAMS`, as last seen.
     server_max: AtomicUsize,
@@ -509,7 +504,6 @@ struct Load {
 #[derive(Debug)]
 struct StreamGuard {
     load: Arc<Load>,
-    epoch: Instant,
 }
 
 impl Drop for StreamGuard {
@@ -517,7 +511,7 @@ impl Drop for StreamGuard {
         self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.load
             .last_used
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(clock::now_ms(), Ordering::Relaxed);
     }
 }
 
