@@ -132,6 +132,29 @@ static KEY_SHAPE_MIN: LazyLock<usize> = LazyLock::new(|| {
         .unwrap_or(0)
 });
 
+/// Texts up to this long (header values, URLs) are checked with
+/// [`has_key_run`] before the regex: for a short text the search's own
+/// setup costs more than the scan.
+const SHORT_TEXT: usize = 256;
+
+/// Whether `hay` holds `min` bytes in a row of `[A-Za-z0-9_-]`, which every
+/// key shape is made of (a test holds [`KEY_SHAPES_PATTERN`] to that): a
+/// date, a content type or a host name has no such run and holds no key.
+fn has_key_run(hay: &[u8], min: usize) -> bool {
+    let mut run = 0;
+    for &b in hay {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            run += 1;
+            if run >= min {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// `"name": "value"` for the secret-named JSON fields (the value with its
 /// escapes, as it appears in the body).
 static SECRET_FIELD: LazyLock<Regex> = LazyLock::new(|| {
@@ -445,13 +468,13 @@ fn json_field(c: &Captures<'_>) -> Vec<u8> {
     out
 }
 
-/// A key-shaped match, redacted.
 /// Every key shape in `hay` redacted. A redacted form keeps the last 4
 /// characters; when those and the text after the key would read as another
 /// key (`ghp_…xoxb` before `-1234567890-abcdef`), they go too, so a second
 /// pass finds nothing more to do.
 fn key_shapes(hay: &[u8]) -> Cow<'_, [u8]> {
-    if hay.len() < *KEY_SHAPE_MIN {
+    let min = *KEY_SHAPE_MIN;
+    if hay.len() < min || (hay.len() <= SHORT_TEXT && !has_key_run(hay, min)) {
         return Cow::Borrowed(hay);
     }
     // `is_match` first: nearly no text holds a key, and it answers without
@@ -610,6 +633,59 @@ mod tests {
             "a 15-byte key in a header is redacted"
         );
         assert_eq!(got[1].1, "*/*");
+    }
+
+    #[test]
+    fn every_key_shape_is_made_of_key_run_bytes() {
+        use regex_syntax::hir::{Class, Hir, HirKind};
+        // What `has_key_run` relies on: every byte a key shape can match is
+        // in `[A-Za-z0-9_-]` (a new shape with a `.` in it fails here).
+        fn bytes_ok(hir: &Hir, bad: &mut Vec<String>) {
+            let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            match hir.kind() {
+                HirKind::Empty | HirKind::Look(_) => {}
+                HirKind::Literal(l) => {
+                    if !l.0.iter().all(|b| ok(*b)) {
+                        bad.push(format!("{l:?}"));
+                    }
+                }
+                HirKind::Class(Class::Bytes(c)) => {
+                    for r in c.ranges() {
+                        if !(r.start()..=r.end()).all(ok) {
+                            bad.push(format!("{r:?}"));
+                        }
+                    }
+                }
+                HirKind::Class(Class::Unicode(c)) => {
+                    for r in c.ranges() {
+                        if !(r.start()..=r.end()).all(|ch| u8::try_from(ch).is_ok_and(ok)) {
+                            bad.push(format!("{r:?}"));
+                        }
+                    }
+                }
+                HirKind::Repetition(r) => bytes_ok(&r.sub, bad),
+                HirKind::Capture(c) => bytes_ok(&c.sub, bad),
+                HirKind::Concat(v) | HirKind::Alternation(v) => {
+                    for h in v {
+                        bytes_ok(h, bad);
+                    }
+                }
+            }
+        }
+        let hir = regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(KEY_SHAPES_PATTERN)
+            .expect("pattern parses");
+        let mut bad = Vec::new();
+        bytes_ok(&hir, &mut bad);
+        assert!(bad.is_empty(), "outside [A-Za-z0-9_-]: {bad:?}");
+        // And the scan itself: a key found in a short text, nothing in a date.
+        assert!(has_key_run(b"Bearer sk-ant-api03-AAAAAAAAAAAAAAAA", 15));
+        assert!(!has_key_run(b"Fri, 04 Dec 2026 19:31:21 GMT", 15));
+        assert!(!has_key_run(b"01234567890123", 15));
+        let in_header = format!("x {}", "ghp_".to_owned() + &"a".repeat(36));
+        assert!(matches!(key_shapes_str(&in_header), Cow::Owned(_)));
     }
 
     #[test]
