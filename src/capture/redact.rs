@@ -143,7 +143,7 @@ const SHORT_TEXT: usize = 256;
 fn has_key_run(hay: &[u8], min: usize) -> bool {
     let mut run = 0;
     for &b in hay {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+        if is_key_byte(b) {
             run += 1;
             if run >= min {
                 return true;
@@ -153,6 +153,11 @@ fn has_key_run(hay: &[u8], min: usize) -> bool {
         }
     }
     false
+}
+
+/// A byte of `[A-Za-z0-9_-]`, what key shapes are made of.
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
 /// `"name": "value"` for the secret-named JSON fields (the value with its
@@ -639,9 +644,9 @@ mod tests {
     fn every_key_shape_is_made_of_key_run_bytes() {
         use regex_syntax::hir::{Class, Hir, HirKind};
         // What `has_key_run` relies on: every byte a key shape can match is
-        // in `[A-Za-z0-9_-]` (a new shape with a `.` in it fails here).
+        // a key byte (a new shape with a `.` in it fails here).
         fn bytes_ok(hir: &Hir, bad: &mut Vec<String>) {
-            let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            let ok = is_key_byte;
             match hir.kind() {
                 HirKind::Empty | HirKind::Look(_) => {}
                 HirKind::Literal(l) => {
