@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
+use tokio_util::sync::CancellationToken;
 
 use super::clock;
-use tokio_util::sync::CancellationToken;
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
